@@ -1,0 +1,5 @@
+"""Benchmark loaders. Every loader returns a list of :class:`~sdfuse.datasets.pairs.Pair`."""
+from .pairs import Pair
+from .spair import load_spair
+
+__all__ = ["Pair", "load_spair"]

@@ -1,0 +1,1 @@
+"""Per-image backbone features: Stable Diffusion decoder layers and DINOv2 tokens, with a cache."""

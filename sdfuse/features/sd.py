@@ -1,0 +1,281 @@
+"""Stable Diffusion v1.5 decoder features through diffusers (PROTOCOL §2).
+
+Per image: resize-pad to 16·G px (§1.1), cut the 4-crop sliding window (§2.3b), encode each
+crop with the VAE posterior mean × 0.18215 (§2.3d), add one shared noise tensor at t = 100
+(§2.3e), run the UNet with the empty-prompt (or implicit-captioner) conditioning (§2.3c) and
+capture the paper's layers 2, 5, 8 (§2.4) before each upsampler; the UNet stops after the last
+needed block and the VAE decoder is never run. Overlapping crop features are averaged.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import ConfigError
+from ..geometry import SD_CELL, resize_pad
+from .weights import file_identity, missing_weights, weights_identity
+
+log = logging.getLogger(__name__)
+
+LATENT_SCALE = 0.18215
+"""SD v1's latent scale factor (PROTOCOL §2.3d)."""
+VAE_FACTOR = 8
+"""Pixels per latent cell."""
+EXTRACTOR_VERSION = "sd-1"
+"""Bumped whenever a code change alters the features; part of the cache fingerprint."""
+
+
+class PaperLayer(NamedTuple):
+    """Where the paper's UNet layer n is captured in diffusers, and its stride in input pixels."""
+
+    module: str
+    stride: int
+
+
+PAPER_LAYERS: dict[int, PaperLayer] = {
+    2: PaperLayer("up_blocks.0.resnets.1", 64),
+    5: PaperLayer("up_blocks.1.attentions.1", 32),
+    8: PaperLayer("up_blocks.2.attentions.1", 16),
+    11: PaperLayer("up_blocks.3.attentions.1", 8),
+}
+"""Paper layer (= LDM ``output_blocks`` index) → diffusers module whose output is captured (PROTOCOL §2.4)."""
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class SDConfig:
+    """Every setting that changes the SD features (PROTOCOL §2; defaults = the paper's)."""
+
+    model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    revision: str | None = None
+    grid: int = 60
+    crop: int = 512
+    timestep: int = 100
+    noise_seed: int = 42
+    layers: tuple[int, ...] = (2, 5, 8)
+    conditioning: str = "empty"
+    captioner_checkpoint: str | None = None
+    clip_model: str = "openai/clip-vit-large-patch14-336"
+    edge_pad: bool = False
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.grid <= 0 or self.grid % 4:
+            raise ConfigError(f"grid must be a positive multiple of 4 (layer 2 sits at G/4), got {self.grid}")
+        if self.crop % 64 or self.crop <= 0:
+            raise ConfigError(f"crop must be a positive multiple of 64, got {self.crop}")
+        if (self.image_size - min(self.crop, self.image_size)) % 64:
+            raise ConfigError(f"16·G - crop must be a multiple of 64 so crops align with layer 2's cells; "
+                              f"got G={self.grid}, crop={self.crop}")
+        unknown = set(self.layers) - set(PAPER_LAYERS)
+        if unknown or not self.layers:
+            raise ConfigError(f"unknown SD layers {sorted(unknown)}; choose from {sorted(PAPER_LAYERS)}")
+        if self.conditioning not in ("empty", "implicit"):
+            raise ConfigError(f"conditioning must be 'empty' or 'implicit', got {self.conditioning!r}")
+        if self.conditioning == "implicit" and not self.captioner_checkpoint:
+            raise ConfigError("conditioning='implicit' needs captioner_checkpoint=/path/to/odise_label_coco_50e-b67d2efc.pth")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if not 0 <= self.timestep < 1000:
+            raise ConfigError(f"timestep must be in [0, 999], got {self.timestep}")
+
+    @property
+    def image_size(self) -> int:
+        """SD input side 16·G px (PROTOCOL §1.1)."""
+        return SD_CELL * self.grid
+
+    def fingerprint(self) -> dict:
+        """The settings that key the feature cache, with the weights' identity instead of a path."""
+        fields = asdict(self)
+        fields.pop("device")
+        fields["model"] = weights_identity(self.model, self.revision)
+        if self.captioner_checkpoint:
+            fields["captioner_checkpoint"] = file_identity(self.captioner_checkpoint)
+        fields["version"] = EXTRACTOR_VERSION
+        return fields
+
+
+def window_starts(size: int, crop: int) -> list[int]:
+    """Start offsets of the sliding window along one axis (PROTOCOL §2.3b).
+
+    Window side min(crop, size), stride = side; the last window is clamped to end at the border,
+    so 960 px with 512-px crops gives starts {0, 448}.
+    """
+    side = min(crop, size)
+    count = max(size - side + side - 1, 0) // side + 1
+    return [max(min(i * side + side, size) - side, 0) for i in range(count)]
+
+
+def average_windows(crop_maps: torch.Tensor, starts: list[tuple[int, int]], size: int, stride: int) -> torch.Tensor:
+    """Place each crop's map at its window and average where windows overlap (PROTOCOL §2.3b).
+
+    ``crop_maps`` is (n, C, h, w) for n windows with top-left pixel ``starts[i] = (y, x)``;
+    the result is (C, size/stride, size/stride).
+    """
+    n, channels, h, w = crop_maps.shape
+    cells = size // stride
+    total = crop_maps.new_zeros((channels, cells, cells))
+    count = crop_maps.new_zeros((1, cells, cells))
+    for i, (y, x) in enumerate(starts):
+        r, c = y // stride, x // stride
+        total[:, r:r + h, c:c + w] += crop_maps[i]
+        count[:, r:r + h, c:c + w] += 1
+    return total / count
+
+
+class _StopUNet(Exception):
+    """Raised by the last needed hook to skip the rest of the UNet."""
+
+
+@dataclass
+class SDModels:
+    """The loaded parts that the feature pass needs (no VAE decoder is ever run)."""
+
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    alpha_bar: float
+    empty_prompt: torch.Tensor
+    captioner: torch.nn.Module | None = None
+    clip: torch.nn.Module | None = None
+
+
+def load_sd_models(config: SDConfig) -> SDModels:
+    """Load UNet, VAE encoder, schedule and the empty-prompt embedding from a diffusers folder or hub id."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    dtype = DTYPES[config.dtype]
+    common = dict(revision=config.revision)
+    try:
+        unet = UNet2DConditionModel.from_pretrained(config.model, subfolder="unet", torch_dtype=dtype,
+                                                    use_safetensors=True, **common)
+        vae = AutoencoderKL.from_pretrained(config.model, subfolder="vae", torch_dtype=dtype,
+                                            use_safetensors=True, **common)
+        scheduler = DDPMScheduler.from_pretrained(config.model, subfolder="scheduler", **common)
+        tokenizer = CLIPTokenizer.from_pretrained(config.model, subfolder="tokenizer", **common)
+        text_encoder = CLIPTextModel.from_pretrained(config.model, subfolder="text_encoder",
+                                                     use_safetensors=True, **common)
+    except (OSError, ValueError) as error:
+        raise missing_weights(config.model, config.revision, "sd", error) from error
+    vae.decoder = None  # never run (PROTOCOL §2.3g); frees its memory
+    empty_prompt = empty_prompt_embedding(tokenizer, text_encoder)
+    models = SDModels(unet=unet.eval(), vae=vae.eval(),
+                      alpha_bar=float(scheduler.alphas_cumprod[config.timestep]),
+                      empty_prompt=empty_prompt)
+    if config.conditioning == "implicit":
+        from .captioner import load_captioner
+
+        models.captioner, models.clip = load_captioner(config.captioner_checkpoint, config.clip_model,
+                                                       time_dim=unet.time_embedding.linear_2.out_features)
+    return models
+
+
+@torch.no_grad()
+def empty_prompt_embedding(tokenizer, text_encoder) -> torch.Tensor:
+    """CLIP text-encoder last hidden state of "" padded to 77 tokens, (1, 77, D) (PROTOCOL §2.3c)."""
+    ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids
+    return text_encoder(ids)[0].float()
+
+
+class SDFeatureExtractor:
+    """Paper layers of SD v1.5's UNet decoder for one image (PROTOCOL §2).
+
+    ``extract(image)`` returns {paper layer: float32 tensor (C, G·16/stride, G·16/stride)},
+    e.g. at G = 60: layer 2 (1280, 15, 15), layer 5 (1280, 30, 30), layer 8 (640, 60, 60).
+    """
+
+    def __init__(self, config: SDConfig, models: SDModels | None = None):
+        self.config = config
+        self._models = models
+
+    @property
+    def models(self) -> SDModels:
+        """The loaded models (loaded on first use, so a cache hit never loads them)."""
+        if self._models is None:
+            log.info("loading SD weights %s", self.config.model)
+            self._models = load_sd_models(self.config)
+            self._models.unet.to(self.config.device)
+            self._models.vae.to(self.config.device)
+        return self._models
+
+    def extract(self, image: Image.Image) -> dict[int, torch.Tensor]:
+        """Features of a PIL image: resize-pad to 16·G (§1.1), then :meth:`extract_pixels`."""
+        padded = resize_pad(image, self.config.image_size, edge=self.config.edge_pad)
+        pixels = torch.from_numpy(np.asarray(padded).copy()).permute(2, 0, 1).float().div(255)
+        return self.extract_pixels(pixels[None])
+
+    @torch.no_grad()
+    def extract_pixels(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Features of a (1, 3, S, S) tensor in [0, 1] on the sliding window (§2.3b)."""
+        size = pixels.shape[-1]
+        crop = min(self.config.crop, size)
+        axis = window_starts(size, crop)
+        starts = [(y, x) for y in axis for x in axis]
+        crops = torch.cat([pixels[:, :, y:y + crop, x:x + crop] for y, x in starts])
+        per_crop = self.crop_features(crops)
+        return {layer: average_windows(maps.float(), starts, size, PAPER_LAYERS[layer].stride).cpu()
+                for layer, maps in per_crop.items()}
+
+    def crop_features(self, crops: torch.Tensor) -> dict[int, torch.Tensor]:
+        """VAE mean → noise at t → UNet with hooks, for a batch of crops in [0, 1] (§2.3c–f)."""
+        m = self.models
+        device = next(m.unet.parameters()).device
+        dtype = DTYPES[self.config.dtype]
+        crops = crops.to(device)
+        latent = m.vae.encode((crops.to(dtype) - 0.5) / 0.5).latent_dist.mean * LATENT_SCALE
+        noise = shared_noise(latent.shape[-1], self.config.noise_seed).to(device=device, dtype=dtype)
+        noisy = math.sqrt(m.alpha_bar) * latent + math.sqrt(1 - m.alpha_bar) * noise
+        cond, time_offset = self._conditioning(crops, len(crops))
+        captured: dict[int, torch.Tensor] = {}
+        last = max(self.config.layers)
+        hooks = []
+        for layer in self.config.layers:
+            module = m.unet.get_submodule(PAPER_LAYERS[layer].module)
+            hooks.append(module.register_forward_hook(_capture(captured, layer, stop=layer == last)))
+        if time_offset is not None:
+            hooks.append(m.unet.time_embedding.register_forward_hook(lambda mod, inp, out: out + time_offset))
+        try:
+            timestep = torch.tensor([self.config.timestep], device=device)
+            m.unet(noisy, timestep, encoder_hidden_states=cond.to(device=device, dtype=dtype))
+        except _StopUNet:
+            pass
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return captured
+
+    def _conditioning(self, crops: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        m = self.models
+        dtype = DTYPES[self.config.dtype]
+        device = crops.device
+        empty = m.empty_prompt.to(device=device, dtype=dtype)
+        if m.captioner is None:
+            return empty.expand(n, -1, -1), None
+        from .captioner import clip_image_embedding
+
+        embed = clip_image_embedding(m.clip, crops)
+        cond, offset = m.captioner(embed, m.empty_prompt.to(device))
+        return cond.to(dtype), offset.to(dtype)
+
+
+def _capture(store: dict, layer: int, stop: bool):
+    def hook(module, inputs, output):
+        store[layer] = output[0] if isinstance(output, tuple) else output
+        if stop:
+            raise _StopUNet
+    return hook
+
+
+def shared_noise(latent_side: int, seed: int) -> torch.Tensor:
+    """The one noise tensor shared by all crops and images: randn(1, 4, s, s), CPU generator (§2.3e)."""
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn((1, 4, latent_side, latent_side), generator=generator)
