@@ -108,5 +108,4 @@ def clip_image_embedding(clip: nn.Module, crops: torch.Tensor) -> torch.Tensor:
     x = F.interpolate(crops.float(), size=(side, side), mode="bicubic", align_corners=False, antialias=False)
     mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-    clip = clip.to(x.device)
     return clip(pixel_values=(x - mean) / std).image_embeds

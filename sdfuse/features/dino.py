@@ -125,11 +125,11 @@ class DinoFeatureExtractor:
         pixels = torch.from_numpy(np.asarray(padded).copy()).permute(2, 0, 1).float().div(255)
         mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-        return self.extract_pixels(((pixels - mean) / std)[None])
+        return {block: tokens.cpu() for block, tokens in self.extract_pixels(((pixels - mean) / std)[None]).items()}
 
     @torch.no_grad()
     def extract_pixels(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Tokens of a normalised (1, 3, 14·G, 14·G) tensor after each configured block."""
+        """Float32 tokens (C, G, G), on the model's device, of a normalised (1, 3, 14·G, 14·G) tensor."""
         model = self.model
         param = next(model.parameters())
         x = model.patch_embed(pixels.to(device=param.device, dtype=param.dtype))
@@ -147,6 +147,6 @@ class DinoFeatureExtractor:
         for index, block in enumerate(model.blocks[: last + 1]):
             x = block(x)
             if index in self.config.blocks:
-                tokens = x[:, 1:].float().cpu()
+                tokens = x[:, 1:].float()
                 out[index] = tokens[0].T.reshape(channels, rows, cols).contiguous()
         return out

@@ -203,26 +203,27 @@ class SDFeatureExtractor:
         if self._models is None:
             log.info("loading SD weights %s", self.config.model)
             self._models = load_sd_models(self.config)
-            self._models.unet.to(self.config.device)
-            self._models.vae.to(self.config.device)
+            for module in (self._models.unet, self._models.vae, self._models.captioner, self._models.clip):
+                if module is not None:
+                    module.to(self.config.device)
         return self._models
 
     def extract(self, image: Image.Image) -> dict[int, torch.Tensor]:
         """Features of a PIL image: resize-pad to 16·G (§1.1), then :meth:`extract_pixels`."""
         padded = resize_pad(image, self.config.image_size, edge=self.config.edge_pad)
         pixels = torch.from_numpy(np.asarray(padded).copy()).permute(2, 0, 1).float().div(255)
-        return self.extract_pixels(pixels[None])
+        return {layer: maps.cpu() for layer, maps in self.extract_pixels(pixels[None]).items()}
 
     @torch.no_grad()
     def extract_pixels(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Features of a (1, 3, S, S) tensor in [0, 1] on the sliding window (§2.3b)."""
+        """Float32 features, on the model's device, of a (1, 3, S, S) tensor in [0, 1] (sliding window, §2.3b)."""
         size = pixels.shape[-1]
         crop = min(self.config.crop, size)
         axis = window_starts(size, crop)
         starts = [(y, x) for y in axis for x in axis]
         crops = torch.cat([pixels[:, :, y:y + crop, x:x + crop] for y, x in starts])
         per_crop = self.crop_features(crops)
-        return {layer: average_windows(maps.float(), starts, size, PAPER_LAYERS[layer].stride).cpu()
+        return {layer: average_windows(maps.float(), starts, size, PAPER_LAYERS[layer].stride)
                 for layer, maps in per_crop.items()}
 
     def crop_features(self, crops: torch.Tensor) -> dict[int, torch.Tensor]:

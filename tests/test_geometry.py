@@ -1,0 +1,59 @@
+"""Known answers for resize-with-padding, keypoint mapping and patch <-> pixel (PROTOCOL §1, §6)."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdfuse.geometry import (map_keypoints, pad_offsets, patch_index, patch_to_pixel, pixel_to_patch,
+                             resize_pad, resized_content_size)
+
+
+@pytest.mark.parametrize("size, target, expected", [
+    ((500, 375), 840, (840, 630)),   # landscape
+    ((375, 500), 840, (630, 840)),   # portrait
+    ((333, 500), 840, (559, 840)),   # odd: 559.44 → 559
+    ((400, 400), 840, (840, 840)),   # square
+    ((4, 1), 10, (10, 2)),           # 2.5 rounds half to even → 2
+    ((4, 3), 10, (10, 8)),           # 7.5 rounds half to even → 8
+])
+def test_resized_content_size(size, target, expected):
+    assert resized_content_size(*size, target) == expected
+
+
+def test_pad_offsets_put_the_larger_half_bottom_right():
+    assert pad_offsets(500, 375, 840) == (0, 105)
+    assert pad_offsets(333, 500, 840) == (140, 0)      # gap 281: 140 left, 141 right
+    assert pad_offsets(4, 3, 10) == (0, 1)              # gap 2: 1 top, 1 bottom
+
+
+def test_resize_pad_places_content_on_black_canvas():
+    canvas = np.asarray(resize_pad(Image.new("RGB", (300, 200), (255, 255, 255)), 60))
+    assert canvas.shape == (60, 60, 3)
+    assert (canvas[:10] == 0).all() and (canvas[50:] == 0).all()
+    assert (canvas[10:50] == 255).all()
+
+
+def test_resize_pad_edge_replicates_border_rows():
+    image = np.zeros((20, 30, 3), np.uint8)
+    image[0] = 200      # top row
+    image[-1] = 100     # bottom row
+    canvas = np.asarray(resize_pad(Image.fromarray(image), 30, edge=True))
+    assert (canvas[:5] == canvas[5]).all() and (canvas[25:] == canvas[24]).all()
+    assert canvas[0, 0, 0] == 200 and canvas[-1, 0, 0] == 100
+
+
+def test_map_keypoints_landscape_portrait_square():
+    assert np.allclose(map_keypoints([[100, 100]], 500, 375, 840), [[168, 100 * 1.68 + 105]])
+    assert np.allclose(map_keypoints([[100, 100]], 375, 500, 840), [[168 + 105, 168]])
+    assert np.allclose(map_keypoints([[10, 20]], 400, 400, 840), [[21, 42]])
+
+
+def test_map_keypoints_keeps_reference_scale_mismatch():
+    # content is resized to 10×7 (scale 7/2 vertically) but keypoints use 10/3, offset int(1.5) = 1
+    assert np.allclose(map_keypoints([[3, 2]], 3, 2, 10), [[10, 2 * 10 / 3 + 1]])
+
+
+def test_pixel_patch_round_trip_and_index():
+    cells = pixel_to_patch([[13.99, 0.0], [14.0, 839.9], [6.5, 20.0]], 60, 840)
+    assert cells.tolist() == [[0, 0], [1, 59], [0, 1]]
+    assert patch_to_pixel([0, 59]).tolist() == [6.5, 832.5]
+    assert patch_index(np.array([[3, 2], [59, 59]]), 60).tolist() == [123, 3599]
