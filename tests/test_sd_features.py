@@ -1,0 +1,184 @@
+"""Stable Diffusion features: window geometry, schedule, noise, capture points, early stop (PROTOCOL §2)."""
+import pytest
+import torch
+from PIL import Image
+
+from sdfuse.errors import ConfigError, WeightsNotFoundError
+from sdfuse.features.architectures import SD15_SCHEDULER, SD15_UNET, SD15_VAE
+from sdfuse.features.captioner import ODISE_PREFIX, ImplicitCaptioner
+from sdfuse.features.sd import (SDConfig, SDFeatureExtractor, SDModels, average_windows, shared_noise,
+                                window_starts)
+
+
+@pytest.mark.parametrize("size, crop, starts", [(960, 512, [0, 448]), (512, 512, [0]), (192, 128, [0, 64]),
+                                                (1024, 512, [0, 512]), (300, 512, [0])])
+def test_window_starts(size, crop, starts):
+    assert window_starts(size, crop) == starts
+
+
+def test_average_windows_averages_overlaps():
+    maps = torch.stack([torch.full((1, 4, 4), float(v)) for v in (1, 2, 3, 4)])
+    out = average_windows(maps, [(0, 0), (0, 2), (2, 0), (2, 2)], size=6, stride=1)[0]
+    assert out[0, 0] == 1 and out[0, 5] == 2 and out[5, 0] == 3 and out[5, 5] == 4
+    assert out[0, 2] == 1.5 and out[2, 0] == 2.0 and out[3, 3] == 2.5 and out[5, 3] == 3.5
+
+
+def test_schedule_and_noise_known_values():
+    from diffusers import DDPMScheduler
+
+    alpha_bar = DDPMScheduler(**SD15_SCHEDULER).alphas_cumprod[100].item()
+    assert alpha_bar == pytest.approx(0.8942235, abs=1e-6)
+    noise = shared_noise(64, 42)
+    assert noise.shape == (1, 4, 64, 64)
+    # the well-known first values of a seed-42 CPU randn (vectorised path, >= 16 elements)
+    assert noise.flatten()[:3].tolist() == pytest.approx([1.9269, 1.4873, 0.9007], abs=1e-4)
+    assert torch.equal(noise, shared_noise(64, 42))
+
+
+def test_real_sd15_architecture_shapes_at_g60_on_meta_device():
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SD15_UNET)
+        vae = AutoencoderKL(**SD15_VAE)
+    calls = []
+    unet.up_blocks[3].register_forward_hook(lambda *a: calls.append("up_blocks[3]"))
+    unet.conv_out.register_forward_hook(lambda *a: calls.append("conv_out"))
+    vae.decoder.register_forward_hook(lambda *a: calls.append("vae.decoder"))
+    models = SDModels(unet=unet, vae=vae, alpha_bar=0.8942235, empty_prompt=torch.zeros(1, 77, 768, device="meta"))
+    features = SDFeatureExtractor(SDConfig(model="meta", grid=60), models).extract_pixels(
+        torch.zeros(1, 3, 960, 960, device="meta"))
+    assert {k: tuple(v.shape) for k, v in features.items()} == {2: (1280, 15, 15), 5: (1280, 30, 30), 8: (640, 60, 60)}
+    assert calls == []
+    layer11 = SDFeatureExtractor(SDConfig(model="meta", grid=60, layers=(11,)), models).extract_pixels(
+        torch.zeros(1, 3, 960, 960, device="meta"))
+    assert tuple(layer11[11].shape) == (320, 120, 120)
+
+
+@pytest.fixture(scope="module")
+def smoke_sd(smoke_root):
+    return SDFeatureExtractor(SDConfig(model=str(smoke_root / "models" / "sd"), grid=12, crop=128))
+
+
+def test_smoke_sd_loads_through_diffusers_and_never_decodes(smoke_sd):
+    models = smoke_sd.models
+    assert models.vae.decoder is None
+    assert models.alpha_bar == pytest.approx(0.8942235, abs=1e-6)
+    assert tuple(models.empty_prompt.shape) == (1, 77, 32)
+
+
+def test_sliding_window_averages_crop_features(smoke_sd):
+    pixels = torch.rand(1, 3, 192, 192, generator=torch.Generator().manual_seed(0))
+    crops = torch.cat([pixels[:, :, y:y + 128, x:x + 128] for y in (0, 64) for x in (0, 64)])
+    per_crop = smoke_sd.crop_features(crops)[8]          # (4, 16, 8, 8): stride 16
+    full = smoke_sd.extract_pixels(pixels)[8]            # (16, 12, 12)
+    assert tuple(full.shape) == (16, 12, 12)
+    assert torch.allclose(full[:, 0, 0], per_crop[0, :, 0, 0])
+    assert torch.allclose(full[:, 11, 11], per_crop[3, :, 7, 7])
+    assert torch.allclose(full[:, 0, 5], (per_crop[0, :, 0, 5] + per_crop[1, :, 0, 1]) / 2, atol=1e-6)
+    four = (per_crop[0, :, 5, 5] + per_crop[1, :, 5, 1] + per_crop[2, :, 1, 5] + per_crop[3, :, 1, 1]) / 4
+    assert torch.allclose(full[:, 5, 5], four, atol=1e-6)
+
+
+def test_unet_stops_after_the_last_needed_block(smoke_sd):
+    calls = []
+    unet = smoke_sd.models.unet
+    handles = [unet.up_blocks[3].register_forward_hook(lambda *a: calls.append(3)),
+               unet.up_blocks[2].register_forward_hook(lambda *a: calls.append(2))]
+    try:
+        smoke_sd.crop_features(torch.rand(1, 3, 128, 128))
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == []       # layer 8 is captured inside up_blocks[2], before its upsampler
+
+
+def test_config_rejects_bad_values_before_loading():
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        SDConfig(grid=30)
+    with pytest.raises(ConfigError, match="unknown SD layers"):
+        SDConfig(layers=(3,))
+    with pytest.raises(ConfigError, match="captioner_checkpoint"):
+        SDConfig(conditioning="implicit")
+    with pytest.raises(ConfigError, match="dtype"):
+        SDConfig(dtype="float64")
+
+
+def test_fingerprint_changes_with_settings(smoke_root):
+    base = SDConfig(model=str(smoke_root / "models" / "sd"), grid=12, crop=128)
+    other = SDConfig(model=str(smoke_root / "models" / "sd"), grid=12, crop=128, timestep=50)
+    assert base.fingerprint() != other.fingerprint()
+    assert base.fingerprint() == SDConfig(model=str(smoke_root / "models" / "sd"), grid=12, crop=128,
+                                          device="cuda").fingerprint()
+    assert base.fingerprint()["model"].startswith("local:")
+
+
+# --- implicit captioner (PROTOCOL §2.3c) ---------------------------------------------------------
+
+def _captioner_state(clip_dim, text_dim, time_dim, alpha):
+    gen = torch.Generator().manual_seed(7)
+    return {
+        "alpha_cond": torch.full((1, 77, text_dim), alpha),
+        "alpha_cond_time_embed": torch.full((time_dim,), alpha),
+        "clip_project.linear.weight": torch.randn(text_dim, clip_dim, generator=gen),
+        "clip_project.linear.bias": torch.randn(text_dim, generator=gen),
+        "clip_project.positional_embedding": torch.randn(1, 77, text_dim, generator=gen),
+        "time_embed_project.linear.weight": torch.randn(time_dim, clip_dim, generator=gen),
+        "time_embed_project.linear.bias": torch.randn(time_dim, generator=gen),
+        "time_embed_project.positional_embedding": torch.randn(1, 1, time_dim, generator=gen),
+    }
+
+
+def test_captioner_formula():
+    state = _captioner_state(clip_dim=5, text_dim=4, time_dim=6, alpha=0.3)
+    embed = torch.randn(2, 5)
+    empty = torch.randn(1, 77, 4)
+    context, offset = ImplicitCaptioner(state)(embed, empty)
+    t = torch.tanh(torch.tensor(0.3))
+    want_c = empty + t * (embed @ state["clip_project.linear.weight"].T + state["clip_project.linear.bias"])[:, None] \
+        + t * state["clip_project.positional_embedding"]
+    want_o = t * (embed @ state["time_embed_project.linear.weight"].T + state["time_embed_project.linear.bias"]
+                  + state["time_embed_project.positional_embedding"][0])
+    assert torch.allclose(context, want_c, atol=1e-6) and torch.allclose(offset, want_o, atol=1e-6)
+    assert context.shape == (2, 77, 4) and offset.shape == (2, 6)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("clip")
+    CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+        patch_size=14, projection_dim=8)).save_pretrained(folder)
+    return folder
+
+
+def _odise_checkpoint(path, alpha):
+    state = _captioner_state(clip_dim=8, text_dim=32, time_dim=64, alpha=alpha)
+    model = {ODISE_PREFIX + k: v for k, v in state.items()}
+    model["sem_seg_head.predictor.weight"] = torch.zeros(2)     # unrelated ODISE tensors are ignored
+    torch.save({"model": model, "iteration": 1}, path)
+    return path
+
+
+def test_implicit_conditioning_with_zero_gates_equals_empty_prompt(smoke_root, tiny_clip, tmp_path):
+    image = Image.open(smoke_root / "SPair-71k" / "JPEGImages" / "portrait" / "portrait_00.jpg")
+    common = dict(model=str(smoke_root / "models" / "sd"), grid=12, crop=128)
+    empty = SDFeatureExtractor(SDConfig(**common)).extract(image)
+    zero = SDFeatureExtractor(SDConfig(**common, conditioning="implicit", clip_model=str(tiny_clip),
+                                       captioner_checkpoint=str(_odise_checkpoint(tmp_path / "z.pth", 0.0)))).extract(image)
+    gated = SDFeatureExtractor(SDConfig(**common, conditioning="implicit", clip_model=str(tiny_clip),
+                                        captioner_checkpoint=str(_odise_checkpoint(tmp_path / "g.pth", 0.5)))).extract(image)
+    for layer in (2, 5, 8):
+        assert torch.allclose(empty[layer], zero[layer], atol=1e-5)
+        assert not torch.allclose(empty[layer], gated[layer], atol=1e-3)
+
+
+def test_checkpoint_without_captioner_tensors_is_refused(smoke_root, tiny_clip, tmp_path):
+    torch.save({"model": {"backbone.other": torch.zeros(1)}}, tmp_path / "bad.pth")
+    config = SDConfig(model=str(smoke_root / "models" / "sd"), grid=12, crop=128, conditioning="implicit",
+                      clip_model=str(tiny_clip), captioner_checkpoint=str(tmp_path / "bad.pth"))
+    with pytest.raises(WeightsNotFoundError, match="lacks the implicit-captioner tensors"):
+        SDFeatureExtractor(config).models
