@@ -39,9 +39,16 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_extract(args) -> int:
+    import inspect
+
+    from .errors import ConfigError
     from .profiles import resolve
 
-    run = resolve(args.profile, **_parse_params(args.param))
+    params = _parse_params(args.param)
+    unknown = sorted(set(params) - set(inspect.signature(resolve).parameters) - {"profile"})
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {unknown}; see help(sdfuse.profiles.resolve)")
+    run = resolve(args.profile, **params)
     pairs = run.spair_pairs()
     images = sorted({p.src_image for p in pairs} | {p.trg_image for p in pairs})
     sd_done = run.sd_features.prefill(images)

@@ -47,6 +47,11 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, parameters:
     out_dir.mkdir(parents=True, exist_ok=True)
     results_dir = root / "results" / profile
     params = {"profile": profile, "results_dir": str(results_dir), **(parameters or {})}
+    for name in names:
+        known = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{NOTEBOOKS[name]}.ipynb"))
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ConfigError(f"{NOTEBOOKS[name]} has no parameter(s) {unknown}; it takes {sorted(known)}")
     runs = []
     for name in names:
         stem = NOTEBOOKS[name]

@@ -1,0 +1,68 @@
+"""The smoke Table 1 notebook under papermill, and the strict jupyter-book build of its page."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from sdfuse.runner import NOTEBOOK_DIR, reproduce
+
+from .conftest import ROOT
+
+
+def _glue(notebook: Path) -> dict:
+    """Glued values of an executed notebook (myst-nb stores them as display data with scrapbook metadata)."""
+    values = {}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            meta = output.get("metadata", {}).get("scrapbook")
+            if meta:
+                values[meta["name"]] = output["data"][meta["mime_prefix"] + "text/plain"]
+    return values
+
+
+@pytest.fixture(scope="module")
+def book_root(smoke_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("tables"))
+    runs = reproduce("smoke", root=root)
+    assert [(r.name, r.status) for r in runs] == [("table1", "ok")], runs
+    return root
+
+
+def test_templates_are_stripped_and_tagged():
+    for path in NOTEBOOK_DIR.glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
+        assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1, path
+
+
+def test_notebook_writes_the_14_row_table(book_root):
+    table = pd.read_csv(book_root / "results" / "smoke" / "table1.csv")
+    rows = table[(table["aggregate"] == "category_mean") & (table["category"] == "all")]
+    assert len(rows.pivot_table(index=["setting", "method"], columns="alpha", values="value")) == 14
+    provenance = json.loads((book_root / "results" / "smoke" / "table1.provenance.json").read_text())
+    assert provenance["profile"] == "smoke" and provenance["grid"] == 12 and provenance["packages"]["torch"]
+    runs = json.loads((book_root / "results" / "smoke" / "runs.json").read_text())
+    assert runs["notebooks"][0]["status"] == "ok" and runs["notebooks"][0]["wall_time_s"] > 0
+    glue = _glue(book_root / "book" / "tables" / "01_unet_layers.ipynb")
+    fuse = rows.query("setting == '2+5+8' and method == 'Fuse' and alpha == 0.1")["value"].item()
+    assert float(glue["table1_fuse_pck10"]) == pytest.approx(fuse)
+    assert float(glue["table1_fuse_pck10_paper"]) == 62.2
+
+
+def test_book_builds_strictly_with_the_smoke_banner(book_root):
+    result = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(book_root),
+                             "-W", "-n", "--keep-going"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    page = (book_root / "_build" / "html" / "book" / "tables" / "01_unet_layers.html").read_text()
+    assert "Smoke profile: these numbers are NOT the paper" in page
+    assert "PCK@0.10" in page and "62.2" in page and "<img" in page
+    intro = (book_root / "_build" / "html" / "book" / "intro.html").read_text()
+    assert "Headline of this build" in intro and "62.2" in intro

@@ -1,0 +1,71 @@
+"""Table 1 end to end on the smoke profile: rows, invariants, one extraction per unique image."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from sdfuse.evaluation import Method, evaluate
+from sdfuse.paper import TABLE1_PCK, table1 as paper_table1
+from sdfuse.profiles import resolve
+from sdfuse.tables import table1
+
+
+@pytest.fixture(scope="module")
+def run(smoke_root, tmp_path_factory):
+    return resolve("smoke", cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def table(run):
+    return table1(run)
+
+
+def test_table1_rows_and_values(run, table):
+    headline = table[table["category"] == "all"]
+    assert len(headline) == 7 * 2 * 3 * 4
+    assert set(headline["setting"]) == {"2", "5", "8", "2+5", "2+8", "5+8", "2+5+8"}
+    assert set(headline["method"]) == {"SD", "Fuse"} and set(headline["dataset"]) == {"SPair-71k"}
+    assert headline["value"].between(0, 100).all() and np.isfinite(headline["value"]).all()
+    wide = headline[headline["aggregate"] == "category_mean"].pivot_table(
+        index=["setting", "method"], columns="alpha", values="value")
+    assert wide.shape == (14, 3)
+    assert (wide[0.01] <= wide[0.05]).all() and (wide[0.05] <= wide[0.10]).all()
+    # 20 pairs per category in every category: pair-weighted equals the category mean
+    pivot = headline.pivot_table(index=["setting", "method", "alpha"], columns="aggregate", values="value")
+    assert np.allclose(pivot["pair_weighted"], pivot["category_mean"])
+    assert set(table.loc[table["aggregate"] == "per_category", "category"]) == {"portrait", "present", "terrain"}
+
+
+def test_one_extraction_per_unique_image(run, table):
+    assert run.sd_features.forward_passes == 12 and run.dino_features.forward_passes == 12
+    again = table1(run)
+    assert run.sd_features.forward_passes == 12 and run.dino_features.forward_passes == 12
+    pd.testing.assert_frame_equal(again, table)
+
+
+def test_default_row_equals_an_independent_fuse_evaluation(run, table):
+    pairs = run.spair_pairs()
+    records = evaluate(pairs, {"fuse": Method("Fuse")}, run.grid, run.sd_features, run.dino_features, progress=False)
+    from sdfuse.metrics import aggregates
+
+    for alpha in (0.01, 0.05, 0.10):
+        row = table.query("setting == '2+5+8' and method == 'Fuse' and alpha == @alpha and aggregate == 'category_mean'")
+        assert row["value"].item() == pytest.approx(aggregates(records, alpha)["category_mean"])
+
+
+def test_alpha_extremes_equal_single_matchers(run):
+    pairs = run.spair_pairs()[:6]
+    methods = {"sd": Method("SD"), "fuse1": Method("Fuse", alpha=1.0), "dino": Method("DINO"),
+               "fuse0": Method("Fuse", alpha=0.0)}
+    records = evaluate(pairs, methods, run.grid, run.sd_features, run.dino_features, progress=False)
+    errors = {name: group["error"].to_numpy() for name, group in records.groupby("method")}
+    assert np.array_equal(errors["sd"], errors["fuse1"])
+    assert np.array_equal(errors["dino"], errors["fuse0"])
+    assert not np.array_equal(errors["sd"], errors["dino"])
+
+
+def test_paper_table1_is_transcribed_whole():
+    paper = paper_table1()
+    assert len(paper) == 42
+    default = paper.query("setting == '2+5+8'").set_index(["method", "alpha"])["value"]
+    assert default[("SD", 0.10)] == 53.4 and default[("Fuse", 0.10)] == 62.2   # = Tables 2 and 3 default rows
+    assert len(TABLE1_PCK) == 7
