@@ -1,1 +1,16 @@
-"""sdfuse."""
+"""sdfuse: Stable Diffusion + DINOv2 features for zero-shot semantic correspondence, reproduced.
+
+The public API, module by module (each function cites the PROTOCOL section it follows):
+
+- :mod:`sdfuse.geometry`: ``resize_pad``, ``map_keypoints``, ``pixel_to_patch``, ``patch_to_pixel``
+- :mod:`sdfuse.features.sd`: ``SDConfig``, ``SDFeatureExtractor`` (paper layers 2, 5, 8)
+- :mod:`sdfuse.features.dino`: ``DinoConfig``, ``DinoFeatureExtractor`` (DINOv2 block tokens)
+- :mod:`sdfuse.features.cache`: ``CachedExtractor`` (per-image, content-addressed)
+- :mod:`sdfuse.fusion`: ``co_pca``, ``co_pca_layers``, ``assemble_sd``, ``fuse``
+- :mod:`sdfuse.matching`: ``nearest_patches``, ``match_keypoints``
+- :mod:`sdfuse.metrics`: ``correct``, ``per_category``, ``aggregates``, ``pck_table``
+- :mod:`sdfuse.datasets`: ``Pair``, ``load_spair``
+- :mod:`sdfuse.tables`: one function per supplementary table; :mod:`sdfuse.profiles`: ``resolve``
+"""
+
+__version__ = "0.1.0"

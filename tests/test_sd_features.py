@@ -182,3 +182,17 @@ def test_checkpoint_without_captioner_tensors_is_refused(smoke_root, tiny_clip, 
                       clip_model=str(tiny_clip), captioner_checkpoint=str(tmp_path / "bad.pth"))
     with pytest.raises(WeightsNotFoundError, match="lacks the implicit-captioner tensors"):
         SDFeatureExtractor(config).models
+
+
+def test_hub_weights_are_identified_by_the_cached_commit(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub_constants
+
+    from sdfuse.features.weights import weights_identity
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    assert weights_identity("org/model", None) == "hub:org/model@main"
+    refs = tmp_path / "models--org--model" / "refs"
+    refs.mkdir(parents=True)
+    (refs / "main").write_text("abc123\n")
+    assert weights_identity("org/model", None) == "hub:org/model@abc123"
+    assert weights_identity("org/model", "v2") == "hub:org/model@v2"

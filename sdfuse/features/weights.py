@@ -20,7 +20,15 @@ def weights_identity(model: str, revision: str | None) -> str:
     """A string that changes when the weights change: hub id@revision, or a digest of a local folder."""
     if is_local(model):
         return "local:" + _folder_digest(str(Path(model).expanduser().resolve()))
-    return f"hub:{model}@{revision or 'main'}"
+    return f"hub:{model}@{revision or cached_commit(model) or 'main'}"
+
+
+def cached_commit(model: str, ref: str = "main") -> str | None:
+    """The commit that ``ref`` of a hub model points to in the local Hugging Face cache, if any."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    ref_file = Path(HF_HUB_CACHE) / f"models--{model.replace('/', '--')}" / "refs" / ref
+    return ref_file.read_text().strip() if ref_file.is_file() else None
 
 
 @lru_cache(maxsize=None)
