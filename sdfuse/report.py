@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ TOLERANCE = 1.0
 
 def quiet_libraries() -> None:
     """Silence the model libraries' progress bars and advisories in rendered notebooks."""
+    warnings.filterwarnings("ignore", message="IProgress not found")
     import diffusers
     import transformers
     from huggingface_hub.utils import disable_progress_bars
