@@ -1,8 +1,8 @@
 """Per-pair evaluation: cached features → co-PCA → descriptors → NN matching → keypoint records.
 
-A :class:`Method` names one row of an ablation table (which SD layers, PCA size, α). All methods
-of a table are evaluated together so that every pair loads its features once and runs each
-co-PCA once (PROTOCOL §14 "plan for the fast reproduction").
+A :class:`Method` names one row of an ablation table (which SD layers, PCA size, α, fusion
+strategy). All methods of a table are evaluated together so that every pair loads its features
+once and runs each co-PCA once (PROTOCOL §14 "plan for the fast reproduction").
 """
 from __future__ import annotations
 
@@ -16,26 +16,32 @@ from tqdm import tqdm
 from .datasets.pairs import Pair
 from .errors import ConfigError
 from .features.cache import CachedExtractor
-from .fusion import assemble_sd, co_pca_layers, fuse
+from .fusion import STRATEGIES, assemble_sd, co_pca_layers, combine, l2_normalize
 from .geometry import DINO_PATCH
-from .matching import match_keypoints
+from .matching import index_to_pixel, keypoint_rows, similarity_rows
 
 KINDS = ("SD", "DINO", "Fuse")
+REFERENCE_SUM_BUG = {"sum_reference": "sum", "sum_normalized_reference": "sum_normalized"}
+"""What the reference code's ``plus``/``plus_norm`` modes really compute (PROTOCOL §5.4, AMBIG-8):
+the sum on the first pair of each category, raw concatenation + cosine on every later pair."""
 
 
 @dataclass(frozen=True)
 class Method:
-    """One matcher: SD alone, DINO alone, or their fusion (PROTOCOL §5.2).
+    """One matcher: SD alone, DINO alone, or their fusion (PROTOCOL §5).
 
     ``sd_layers`` is a subset of the paper's layers {2, 5, 8}; ``pca_dim`` the co-PCA size per
-    layer (§3.1); ``alpha`` the weight on SD in the fusion; ``dino_block`` the DINOv2 block.
+    layer (§3.1); ``alpha`` the weight on SD; ``fusion`` a strategy of
+    :data:`sdfuse.fusion.STRATEGIES` or of :data:`REFERENCE_SUM_BUG`; ``dino_blocks`` the DINOv2
+    blocks whose L2-normalised tokens are concatenated (one block: the raw tokens).
     """
 
     kind: str
     sd_layers: tuple[int, ...] = (2, 5, 8)
     pca_dim: int = 256
     alpha: float = 0.5
-    dino_block: int = 11
+    fusion: str = "concat_normalized"
+    dino_blocks: tuple[int, ...] = (11,)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -44,6 +50,8 @@ class Method:
             raise ConfigError(f"pca_dim must be positive, got {self.pca_dim}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.fusion not in STRATEGIES and self.fusion not in REFERENCE_SUM_BUG:
+            raise ConfigError(f"unknown fusion {self.fusion!r}")
 
     @property
     def uses_sd(self) -> bool:
@@ -54,46 +62,39 @@ class Method:
         return self.kind != "SD"
 
 
-def pair_descriptors(method: Method, sd_pca: dict, dino: tuple[torch.Tensor, torch.Tensor] | None,
-                     grid: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(G², D) source and target descriptors of ``method`` from co-PCA'd SD maps and DINO maps."""
-    descs = []
-    for side in (0, 1):
-        parts = {}
-        if method.uses_sd:
-            maps = {layer: sd_pca[(layer, method.pca_dim)][side] for layer in method.sd_layers}
-            parts["SD"] = assemble_sd(maps, method.sd_layers, grid)
-        if method.uses_dino:
-            tokens = dino[side]
-            parts["DINO"] = tokens.reshape(tokens.shape[0], -1).T
-        if method.kind == "Fuse":
-            descs.append(fuse(parts["SD"], parts["DINO"], method.alpha))
-        else:
-            descs.append(parts[method.kind])
-    return descs[0], descs[1]
+@dataclass
+class PairFeatures:
+    """Everything one pair's methods draw on: co-PCA'd SD maps per (layer, dim) and DINO maps per block."""
+
+    sd_pca: dict
+    dino: dict
+    grid: int
+    first_in_category: bool = False
+
+    def descriptors(self, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G², D) source and target descriptors of ``method`` (PROTOCOL §3.1, §4, §5)."""
+        out = []
+        for side in (0, 1):
+            sd = dino = None
+            if method.uses_sd:
+                maps = {layer: self.sd_pca[(layer, method.pca_dim)][side] for layer in method.sd_layers}
+                sd = assemble_sd(maps, method.sd_layers, self.grid)
+            if method.uses_dino:
+                blocks = [self.dino[b][side].reshape(self.dino[b][side].shape[0], -1).T for b in method.dino_blocks]
+                dino = blocks[0] if len(blocks) == 1 else torch.cat([l2_normalize(b) for b in blocks], dim=-1)
+            if method.kind == "Fuse":
+                strategy = method.fusion
+                if strategy in REFERENCE_SUM_BUG:
+                    strategy = REFERENCE_SUM_BUG[strategy] if self.first_in_category else "concat"
+                out.append(combine(sd, dino, strategy, method.alpha))
+            else:
+                out.append(sd if method.kind == "SD" else dino)
+        return out[0], out[1]
 
 
-def evaluate(pairs: list[Pair], methods: dict[str, Method], grid: int,
-             sd: CachedExtractor | None, dino: CachedExtractor | None, progress: bool = True) -> pd.DataFrame:
-    """Keypoint records (PROTOCOL §7.1) of every method on every pair.
-
-    Columns: method (the key in ``methods``), pair (position in ``pairs``), pair_id, category,
-    kp_id, error and threshold (DINO-frame pixels), pred_x/pred_y and gt_x/gt_y. A pair listed
-    twice (sampling with replacement) is computed once and recorded twice.
-    """
-    frame = DINO_PATCH * grid
-    records = []
-    done: dict[str, list[dict]] = {}
-    for position, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):
-        if pair.pair_id not in done:
-            done[pair.pair_id] = _evaluate_pair(pair, methods, grid, frame, sd, dino)
-        records += [{**row, "pair": position} for row in done[pair.pair_id]]
-    return pd.DataFrame(records)
-
-
-def _evaluate_pair(pair: Pair, methods: dict[str, Method], grid: int, frame: int,
-                   sd: CachedExtractor | None, dino: CachedExtractor | None) -> list[dict]:
-    src_kps, trg_kps, threshold = pair.in_frame(frame)
+def pair_features(pair: Pair, methods: dict[str, Method], grid: int, sd: CachedExtractor | None,
+                  dino: CachedExtractor | None, first_in_category: bool = False) -> PairFeatures:
+    """Load the pair's cached features and run each needed co-PCA once (PROTOCOL §3.1)."""
     sd_pca: dict = {}
     needs = {(layer, m.pca_dim) for m in methods.values() if m.uses_sd for layer in m.sd_layers}
     if needs:
@@ -103,17 +104,60 @@ def _evaluate_pair(pair: Pair, methods: dict[str, Method], grid: int, frame: int
             a, b = co_pca_layers(src_maps, trg_maps, layers)
             sd_pca.update({(layer, dim): (a[layer], b[layer]) for layer in layers})
     dino_maps = {}
-    if any(m.uses_dino for m in methods.values()):
+    blocks = {b for m in methods.values() if m.uses_dino for b in m.dino_blocks}
+    if blocks:
         src_d, trg_d = dino.get(pair.src_image), dino.get(pair.trg_image)
-        dino_maps = {block: (src_d[block], trg_d[block]) for block in {m.dino_block for m in methods.values()}}
+        dino_maps = {block: (src_d[block], trg_d[block]) for block in blocks}
+    return PairFeatures(sd_pca, dino_maps, grid, first_in_category)
+
+
+def pair_keypoints(pair: Pair, grid: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Target keypoints in the DINO frame, source token rows, threshold and kp ids (PROTOCOL §1.2, §6)."""
+    frame = DINO_PATCH * grid
+    src_kps, trg_kps, threshold = pair.in_frame(frame)
     ids = np.asarray(pair.kp_ids)[pair.visible] if pair.kp_ids else np.flatnonzero(pair.visible)
-    rows = []
+    return trg_kps, keypoint_rows(src_kps, grid, frame), threshold, ids
+
+
+def _first_positions(pairs: list[Pair]) -> set[int]:
+    seen, first = set(), set()
+    for position, pair in enumerate(pairs):
+        if pair.category not in seen:
+            seen.add(pair.category)
+            first.add(position)
+    return first
+
+
+def evaluate(pairs: list[Pair], methods: dict[str, Method], grid: int,
+             sd: CachedExtractor | None, dino: CachedExtractor | None, progress: bool = True) -> pd.DataFrame:
+    """Keypoint records (PROTOCOL §7.1) of every method on every pair.
+
+    Columns: method (the key in ``methods``), pair (position in ``pairs``), pair_id, category,
+    kp (position within the pair), kp_id, error and threshold (DINO-frame pixels), pred_index
+    (matched target token), pred_x/pred_y and gt_x/gt_y. A pair listed twice (sampling with
+    replacement) is computed once and recorded twice.
+    """
+    first = _first_positions(pairs)
+    records, done = [], {}
+    for position, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):
+        key = (pair.pair_id, position in first)
+        if key not in done:
+            done[key] = _evaluate_pair(pair, methods, grid, sd, dino, position in first)
+        records += [{**row, "pair": position} for row in done[key]]
+    return pd.DataFrame(records)
+
+
+def _evaluate_pair(pair: Pair, methods: dict[str, Method], grid: int, sd, dino, first: bool) -> list[dict]:
+    features = pair_features(pair, methods, grid, sd, dino, first)
+    trg_kps, rows, threshold, ids = pair_keypoints(pair, grid)
+    out = []
     for name, method in methods.items():
-        src_desc, trg_desc = pair_descriptors(method, sd_pca, dino_maps.get(method.dino_block), grid)
-        pred = match_keypoints(src_desc, trg_desc, src_kps, grid, frame)
+        found = similarity_rows(*features.descriptors(method), rows).argmax(dim=1).numpy()
+        pred = index_to_pixel(found, grid)
         error = np.linalg.norm(pred - trg_kps, axis=1)
         for k in range(len(error)):
-            rows.append({"method": name, "pair_id": pair.pair_id, "category": pair.category, "kp_id": int(ids[k]),
-                         "error": float(error[k]), "threshold": threshold,
-                         "pred_x": pred[k, 0], "pred_y": pred[k, 1], "gt_x": trg_kps[k, 0], "gt_y": trg_kps[k, 1]})
-    return rows
+            out.append({"method": name, "pair_id": pair.pair_id, "category": pair.category, "kp": k,
+                        "kp_id": int(ids[k]), "error": float(error[k]), "threshold": threshold,
+                        "pred_index": int(found[k]), "pred_x": pred[k, 0], "pred_y": pred[k, 1],
+                        "gt_x": trg_kps[k, 0], "gt_y": trg_kps[k, 1]})
+    return out

@@ -87,3 +87,26 @@ def fuse(sd: torch.Tensor, dino: torch.Tensor, alpha: float = 0.5) -> torch.Tens
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"fusion weight alpha must be in [0, 1], got {alpha}")
     return torch.cat([alpha * l2_normalize(sd), (1 - alpha) * l2_normalize(dino)], dim=-1)
+
+
+STRATEGIES = ("concat_normalized", "concat", "sum", "sum_normalized")
+"""Supp. Table 3's fusion strategies, as the intended operations (PROTOCOL §5.4, AMBIG-8)."""
+
+
+def combine(sd: torch.Tensor, dino: torch.Tensor, strategy: str = "concat_normalized", alpha: float = 0.5) -> torch.Tensor:
+    """Fuse (N, D_sd) and (N, D_dino) tokens by one of supp. Table 3's strategies (PROTOCOL §5.4).
+
+    ``concat_normalized`` is the paper's (α‖F_SD‖, (1 − α)‖F_DINO‖); ``concat`` is (F_SD, F_DINO)
+    raw; ``sum`` is F_SD + F_DINO and ``sum_normalized`` ‖F_SD‖ + ‖F_DINO‖, which need D_sd = D_dino.
+    All are matched by cosine similarity.
+    """
+    if strategy == "concat_normalized":
+        return fuse(sd, dino, alpha)
+    if strategy == "concat":
+        return torch.cat([sd, dino], dim=-1)
+    if strategy in ("sum", "sum_normalized"):
+        if sd.shape[-1] != dino.shape[-1]:
+            raise ConfigError(f"'{strategy}' fusion needs equal SD and DINO sizes, got {sd.shape[-1]} and "
+                              f"{dino.shape[-1]}; choose the co-PCA size so that 3·d equals the DINO width")
+        return sd + dino if strategy == "sum" else l2_normalize(sd) + l2_normalize(dino)
+    raise ConfigError(f"unknown fusion strategy {strategy!r}; choose from {STRATEGIES}")

@@ -8,26 +8,37 @@ from .fusion import l2_normalize
 from .geometry import patch_index, patch_to_pixel, pixel_to_patch
 
 
-def nearest_patches(src_desc: torch.Tensor, trg_desc: torch.Tensor, rows: np.ndarray) -> np.ndarray:
-    """Index of the most cosine-similar target token for each source token in ``rows`` (PROTOCOL §6).
+def similarity_rows(src_desc: torch.Tensor, trg_desc: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """Cosine similarity (K, N) of the source tokens ``rows`` to every target token (PROTOCOL §6).
 
-    Only the K keypoint rows are compared with all target tokens (K × N), which equals taking those
-    rows of the reference's full N × N matrix. Ties go to the first index, as argmax does.
+    Only the K keypoint rows are compared with all N target tokens, which equals taking those
+    rows of the reference's full N × N matrix.
     """
     query = l2_normalize(src_desc[torch.as_tensor(rows, dtype=torch.long)].double())
-    similarity = query @ l2_normalize(trg_desc.double()).T
-    return similarity.argmax(dim=1).numpy()
+    return query @ l2_normalize(trg_desc.double()).T
+
+
+def nearest_patches(src_desc: torch.Tensor, trg_desc: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+    """Index of the most similar target token for each source token in ``rows``; ties go to the first."""
+    return similarity_rows(src_desc, trg_desc, rows).argmax(dim=1).numpy()
+
+
+def keypoint_rows(kps: np.ndarray, grid: int, frame: int) -> np.ndarray:
+    """Token rows of frame points: cell int(G/frame · x), index G·row + col (PROTOCOL §6)."""
+    return np.clip(patch_index(pixel_to_patch(kps, grid, frame), grid), 0, grid * grid - 1)
+
+
+def index_to_pixel(indices: np.ndarray, grid: int, patch: int = 14) -> np.ndarray:
+    """Token indices → cell centres 14·p + 6.5 in the DINO frame, as (K, 2) x, y (PROTOCOL §6)."""
+    indices = np.asarray(indices)
+    return patch_to_pixel(np.stack([indices % grid, indices // grid], axis=-1), patch)
 
 
 def match_keypoints(src_desc: torch.Tensor, trg_desc: torch.Tensor, src_kps: np.ndarray,
                     grid: int, frame: int) -> np.ndarray:
     """Predicted target points (K, 2) in the frame for source keypoints (K, 2) in the same frame.
 
-    Source point → cell int(G/frame · x) → nearest target token → cell centre 14·p + 6.5 px
-    (PROTOCOL §6; ``frame`` = 14·G, the DINO frame).
+    ``frame`` = 14·G, the DINO frame (PROTOCOL §6).
     """
-    rows = patch_index(pixel_to_patch(src_kps, grid, frame), grid)
-    rows = np.clip(rows, 0, grid * grid - 1)
-    found = nearest_patches(src_desc, trg_desc, rows)
-    cells = np.stack([found % grid, found // grid], axis=1)
-    return patch_to_pixel(cells, patch=frame // grid)
+    found = nearest_patches(src_desc, trg_desc, keypoint_rows(src_kps, grid, frame))
+    return index_to_pixel(found, grid, patch=frame // grid)

@@ -19,8 +19,12 @@ from .features.sd import SDConfig, SDFeatureExtractor
 from .manifests import load_manifest
 
 PROFILES: dict[str, dict] = {
-    "smoke": dict(grid=12, sd_crop=128, pairs_per_category=20, dtype="float32", device="cpu"),
-    "paper": dict(grid=60, sd_crop=512, pairs_per_category=20, dtype="float32", device="auto"),
+    # pca_dim: co-PCA size per SD layer (§3.1); pca_sweep: supp. Table 2's sizes. The smoke models'
+    # layers have 32/32/16 channels and DINO 48, so 16 per layer keeps 3·d = DINO width as at 256/768.
+    "smoke": dict(grid=12, sd_crop=128, pairs_per_category=20, dtype="float32", device="cpu",
+                  pca_dim=16, pca_sweep=(24, 16, 8)),
+    "paper": dict(grid=60, sd_crop=512, pairs_per_category=20, dtype="float32", device="auto",
+                  pca_dim=256, pca_sweep=(384, 256, 128)),
 }
 
 
@@ -53,6 +57,8 @@ class Run:
     pairs_per_category: int
     grid: int
     seed: int
+    pca_dim: int
+    pca_sweep: tuple[int, ...]
     sd: SDConfig
     dino: DinoConfig
     progress: bool = True
@@ -79,7 +85,7 @@ class Run:
         """The run's settings as plain values (for banners and provenance)."""
         return {"profile": self.profile, "grid": self.grid, "sd_input_px": self.sd.image_size,
                 "dino_input_px": self.dino.image_size, "pairs_per_category": self.pairs_per_category,
-                "seed": self.seed, "device": self.sd.device, "dtype": self.sd.dtype,
+                "seed": self.seed, "pca_dim": self.pca_dim, "device": self.sd.device, "dtype": self.sd.dtype,
                 "sd_model": self.sd.model, "sd_revision": self.sd.revision, "sd_conditioning": self.sd.conditioning,
                 "dino_model": self.dino.model, "dino_revision": self.dino.revision,
                 "data_root": str(self.data_root)}
@@ -127,4 +133,5 @@ def resolve(profile: str = "smoke", *, data_root=None, cache_dir=None, results_d
     return Run(profile=profile, data_root=Path(data_root).expanduser(),
                cache_dir=Path(cache_dir or sdfuse_home() / "features").expanduser(),
                results_dir=Path(results_dir or Path("results") / profile).expanduser(),
-               pairs_per_category=pairs_per_category, grid=grid, seed=seed, sd=sd, dino=dino, progress=progress)
+               pairs_per_category=pairs_per_category, grid=grid, seed=seed, pca_dim=defaults["pca_dim"],
+               pca_sweep=tuple(defaults["pca_sweep"]), sd=sd, dino=dino, progress=progress)

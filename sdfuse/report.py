@@ -10,6 +10,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .profiles import Run
@@ -64,8 +65,12 @@ def save_results(table: pd.DataFrame, run: Run, name: str) -> Path:
     return path
 
 
-def compare(table: pd.DataFrame, paper: pd.DataFrame, aggregate: str, smoke: bool) -> pd.DataFrame:
-    """Paper beside reproduced for one aggregate, with Δ = reproduced − paper and a verdict."""
+def compare(table: pd.DataFrame, paper: pd.DataFrame, aggregate: str, smoke: bool,
+            not_run: dict[str, str] | None = None) -> pd.DataFrame:
+    """Paper beside reproduced for one aggregate, with Δ = reproduced − paper and a verdict.
+
+    ``not_run`` maps a setting that this run cannot compute to the reason, shown as its verdict.
+    """
     ours = table[(table["aggregate"] == aggregate) & (table["category"] == "all")]
     keys = ["setting", "method", "alpha"]
     merged = paper.rename(columns={"value": "paper"}).merge(
@@ -75,7 +80,9 @@ def compare(table: pd.DataFrame, paper: pd.DataFrame, aggregate: str, smoke: boo
         merged["verdict"] = "smoke run: not comparable"
     else:
         merged["verdict"] = merged["delta"].abs().le(TOLERANCE).map({True: "reproduced", False: "differs"})
-        merged.loc[merged["reproduced"].isna(), "verdict"] = "not run"
+    missing = merged["reproduced"].isna()
+    merged.loc[missing, "verdict"] = merged.loc[missing, "setting"].map(
+        lambda s: f"not run: {(not_run or {}).get(s, 'not computed by this run')}")
     return merged
 
 
@@ -89,13 +96,16 @@ def comparison_view(comparison: pd.DataFrame, smoke: bool):
     wide.columns = pd.MultiIndex.from_tuples(
         [(f"PCK@{alpha:.2f}", {"reproduced": "ours", "delta": "Δ"}.get(what, what)) for alpha, what in wide.columns])
     deltas = [c for c in wide.columns if c[1] == "Δ"]
+    verdicts = comparison.groupby(["setting", "method"], sort=False)["verdict"].agg(lambda v: "; ".join(dict.fromkeys(v)))
+    wide[("", "verdict")] = verdicts.reindex(wide.index)
 
     def colour(value: float) -> str:
         if smoke or pd.isna(value):
             return "color: #777"
         return "color: #1a7f37" if abs(value) <= TOLERANCE else "color: #cf222e; font-weight: bold"
 
-    return (wide.style.format("{:.1f}", na_rep="–").format("{:+.1f}", subset=deltas, na_rep="–")
+    numbers = [c for c in wide.columns if c[1] != "verdict"]
+    return (wide.style.format("{:.1f}", subset=numbers, na_rep="–").format("{:+.1f}", subset=deltas, na_rep="–")
             .map(colour, subset=deltas)
             .set_caption("PCK (%) on SPair-71k, bbox threshold; Δ = ours − paper"))
 
@@ -103,7 +113,8 @@ def comparison_view(comparison: pd.DataFrame, smoke: bool):
 def aggregate_view(table: pd.DataFrame) -> pd.DataFrame:
     """All four aggregates (PROTOCOL §7.1, AMBIG-9) for every row, PCK@0.10."""
     rows = table[(table["category"] == "all") & (table["alpha"] == 0.10)]
-    return rows.pivot_table(index=["setting", "method"], columns="aggregate", values="value", sort=False).round(1)
+    return rows.pivot_table(index=["setting", "method"], columns="aggregate", values="value", sort=False).round(1)[
+        ["category_mean", "pair_weighted", "keypoint_pooled", "per_image"]]
 
 
 def category_view(table: pd.DataFrame, setting: str) -> pd.DataFrame:
@@ -134,7 +145,7 @@ def provenance_view(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
 
 
-def plot_comparison(comparison: pd.DataFrame, alpha: float = 0.10):
+def plot_comparison(comparison: pd.DataFrame, alpha: float = 0.10, xlabel: str = "setting"):
     """Bar chart of PCK@α per setting: paper vs reproduced, one panel per method."""
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -143,7 +154,111 @@ def plot_comparison(comparison: pd.DataFrame, alpha: float = 0.10):
         id_vars=["setting", "method"], value_vars=["paper", "reproduced"], var_name="source", value_name="PCK")
     grid = sns.catplot(data=rows, x="setting", y="PCK", hue="source", col="method", kind="bar",
                        height=3.2, aspect=1.3, palette=["#8c8c8c", "#2f6fdf"])
-    grid.set_axis_labels("SD layers", f"PCK@{alpha:.2f} (%)")
+    grid.set_axis_labels(xlabel, f"PCK@{alpha:.2f} (%)")
+    grid.tick_params(axis="x", labelrotation=30)
     grid.set_titles("{col_name}")
     plt.close(grid.figure)
     return grid.figure
+
+
+def glue_value(name: str, value: float) -> None:
+    """Glue one number for the book's summary pages (myst-nb)."""
+    from myst_nb import glue
+
+    glue(name, float(value), display=False)
+
+
+def alpha_curve(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the α sweep for the curve: mean of per-category PCK, every threshold."""
+    return table[(table["aggregate"] == "category_mean") & (table["category"] == "all")]
+
+
+def curve_value(curve: pd.DataFrame, fusion_alpha: float, alpha: float) -> float:
+    """PCK@alpha of the fusion with weight ``fusion_alpha``."""
+    row = curve[np.isclose(curve["fusion_alpha"], fusion_alpha) & np.isclose(curve["alpha"], alpha)]
+    return float(row["value"].item())
+
+
+def plot_alpha_curve(curve: pd.DataFrame, paper_default: float):
+    """PCK against the fusion weight α, one line per threshold, with the paper's default point."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    sns.lineplot(data=curve, x="fusion_alpha", y="value", hue="alpha", marker="o", palette="viridis", ax=ax)
+    ax.scatter([0.5], [paper_default], color="black", marker="*", s=120, zorder=5, label="paper, α = 0.5, κ = 0.10")
+    ax.set(xlabel="α (weight on SD; 0 = DINOv2 alone, 1 = SD alone)", ylabel="PCK (%)",
+           title="SPair-71k, mean of per-category PCK")
+    ax.legend(title="κ")
+    plt.close(fig)
+    return fig
+
+
+def save_outcomes(ratios: pd.DataFrame, probabilities: dict, distances: pd.DataFrame, run: Run) -> None:
+    """Write Table 6 (ratios per category), Fig. 2 (probabilities) and Table 7 (relative distances) as tidy CSVs."""
+    save_results(ratios.reset_index().melt(id_vars="outcome", var_name="category", value_name="value"), run, "table6")
+    save_results(pd.DataFrame({"quantity": list(probabilities), "value": list(probabilities.values())}), run, "fig2")
+    tidy = distances.stack(level=[0, 1], future_stack=True).rename("value").reset_index()
+    save_results(tidy.set_axis(["scenario", "features", "match", "value"], axis=1), run, "table7")
+
+
+def glue_outcomes(ratios: pd.DataFrame, probabilities: dict) -> None:
+    """Glue the headline shares and probabilities of the outcome analysis."""
+    glue_value("outcomes_ratio_011", ratios.loc["011", "all"])
+    glue_value("outcomes_ratio_101", ratios.loc["101", "all"])
+    glue_value("outcomes_p_fuse_given_sd_only", probabilities["P(Fuse ✓ | SD ✓, DINO ✗)"])
+    glue_value("outcomes_p_fuse_given_dino_only", probabilities["P(Fuse ✓ | SD ✗, DINO ✓)"])
+
+
+def outcome_view(ratios: pd.DataFrame, paper_ratios: dict, smoke: bool) -> pd.DataFrame:
+    """Table 6 beside the paper: share (%) of keypoints per outcome class."""
+    view = pd.DataFrame({"paper": pd.Series(paper_ratios), "reproduced": ratios["all"]})
+    view["Δ"] = view["reproduced"] - view["paper"]
+    view.index.name = "SD DINO Fuse"
+    if smoke:
+        view["verdict"] = "smoke run: not comparable"
+    return view.round(2)
+
+
+def probability_view(ours: dict, from_paper_table: dict, stated: dict):
+    """Fig. 2's probabilities: this run, recomputed from the paper's Table 6, and as stated in the text."""
+    view = pd.DataFrame({"reproduced": pd.Series(ours), "from paper's Table 6": pd.Series(from_paper_table),
+                         "stated in the text": pd.Series(stated)}).reindex(list(ours))
+    return view.style.format("{:.1f}", na_rep="–")
+
+
+def plot_probabilities(ours: dict, stated: dict):
+    """Bar chart of the four conditional probabilities, this run vs the paper's text."""
+    import matplotlib.pyplot as plt
+
+    names = list(stated)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    positions = np.arange(len(names))
+    ax.bar(positions - 0.2, [stated[n] for n in names], width=0.4, color="#8c8c8c", label="paper")
+    ax.bar(positions + 0.2, [ours[n] for n in names], width=0.4, color="#2f6fdf", label="reproduced")
+    ax.set_xticks(positions, [n.replace("P(", "").replace(")", "") for n in names], fontsize=8)
+    ax.set_ylabel("probability (%)")
+    ax.legend()
+    plt.close(fig)
+    return fig
+
+
+def relative_distance_view(distances: pd.DataFrame, paper_table: dict):
+    """Table 7 beside the paper ("–" where the paper has no value)."""
+    paper_frame = pd.DataFrame.from_dict(paper_table, orient="index", columns=distances.columns)
+    view = pd.concat({"paper": paper_frame, "reproduced": distances.reindex(paper_frame.index)}, axis=1)
+    return view.astype(float).style.format("{:.3f}", na_rep="–")
+
+
+def plot_relative_distances(records: pd.DataFrame):
+    """Distributions of SD's and DINO's relative distance at the ground-truth cell."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bins = np.linspace(0, 1, 21)
+    ax.hist(records["rel_SD_gt"], bins=bins, alpha=0.6, label="SD", color="#d1495b")
+    ax.hist(records["rel_DINO_gt"], bins=bins, alpha=0.6, label="DINOv2", color="#2f6fdf")
+    ax.set(xlabel="relative distance at the ground-truth cell (0 = nearest)", ylabel="keypoints")
+    ax.legend()
+    plt.close(fig)
+    return fig

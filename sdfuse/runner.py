@@ -13,7 +13,8 @@ from .provenance import collect
 log = logging.getLogger(__name__)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = {"table1": "01_unet_layers"}
+NOTEBOOKS = {"table1": "01_unet_layers", "table2": "02_reduction", "table3": "03_fusion_strategy",
+             "alpha_sweep": "04_alpha_sweep", "outcomes": "06_outcomes"}
 """Short name (for ``--only``) → notebook file stem in ``notebooks/``."""
 OUTPUT_SUBDIR = Path("book") / "tables"
 

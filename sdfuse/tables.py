@@ -2,37 +2,84 @@
 
 Long format (DESIGN "Results are artifacts"): setting, method, dataset, alpha, aggregate,
 category, value (PCK in %). Aggregate rows have category "all"; per-category rows have
-aggregate "per_category".
+aggregate "per_category". Every SPair table reuses one extraction per unique image.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from .evaluation import Method, evaluate
+from .datasets import Pair
+from .evaluation import REFERENCE_SUM_BUG, Method, evaluate
+from .fusion import STRATEGIES
 from .metrics import SPAIR_ALPHAS, pck_table
-from .paper import TABLE1_SUBSETS, subset_label
+from .outcomes import outcome_records
+from .paper import TABLE1_SUBSETS, TABLE2_PCK, subset_label
 from .profiles import Run
 
 
-def table1_methods(pca_dim: int = 256, alpha: float = 0.5) -> dict[str, Method]:
-    """The 14 rows of supp. Table 1: every layer subset of {2, 5, 8} for SD alone and for Fuse."""
-    return {f"{kind} {subset_label(subset)}": Method(kind, sd_layers=subset, pca_dim=pca_dim, alpha=alpha)
-            for subset in TABLE1_SUBSETS for kind in ("SD", "Fuse")}
+def spair_pairs_with_features(run: Run) -> list[Pair]:
+    """The run's SPair-71k pairs, with the features of every unique image in the cache."""
+    pairs = run.spair_pairs()
+    images = sorted({p.src_image for p in pairs} | {p.trg_image for p in pairs})
+    run.sd_features.prefill(images, progress=run.progress)
+    run.dino_features.prefill(images, progress=run.progress)
+    return pairs
+
+
+def spair_pck(run: Run, rows: dict[str, tuple[str, Method]], pairs: list[Pair] | None = None) -> pd.DataFrame:
+    """PCK of labelled methods on SPair-71k: ``rows`` maps an id to (setting label, method)."""
+    pairs = pairs if pairs is not None else spair_pairs_with_features(run)
+    methods = {key: method for key, (_, method) in rows.items()}
+    records = evaluate(pairs, methods, run.grid, run.sd_features, run.dino_features, progress=run.progress)
+    table = pck_table(records, SPAIR_ALPHAS, by=("method",))
+    keys = table.pop("method")
+    table.insert(0, "setting", keys.map(lambda k: rows[k][0]))
+    table.insert(1, "method", keys.map(lambda k: rows[k][1].kind))
+    table.insert(2, "dataset", "SPair-71k")
+    return table
 
 
 def table1(run: Run) -> pd.DataFrame:
-    """Supp. Table 1 (UNet layers) on SPair-71k: 7 subsets × {SD, Fuse} × PCK@{0.01, 0.05, 0.10}.
+    """Supp. Table 1 (UNet layers): 7 subsets of layers {2, 5, 8} × {SD, Fuse} × PCK@{0.01, 0.05, 0.10}."""
+    rows = {f"{kind} {subset_label(s)}": (subset_label(s), Method(kind, sd_layers=s, pca_dim=run.pca_dim))
+            for s in TABLE1_SUBSETS for kind in ("SD", "Fuse")}
+    return spair_pck(run, rows)
 
-    One extraction per unique image serves all 14 rows; co-PCA runs once per layer and pair.
+
+def table2(run: Run) -> pd.DataFrame:
+    """Supp. Table 2 (reduction): co-PCA with d per layer from the profile's sweep (AMBIG-4), SD and Fuse.
+
+    Settings carry the paper's row labels ("PCA 384", "PCA 256", "PCA 128"); the ``pca_dim``
+    column gives the d actually used (the same in the paper profile, scaled down in smoke). The
+    projection-layer row needs ODISE's trained heads and is not computed here.
     """
-    pairs = run.spair_pairs()
-    images = {p.src_image for p in pairs} | {p.trg_image for p in pairs}
-    run.sd_features.prefill(sorted(images), progress=run.progress)
-    run.dino_features.prefill(sorted(images), progress=run.progress)
-    records = evaluate(pairs, table1_methods(), run.grid, run.sd_features, run.dino_features, progress=run.progress)
-    table = pck_table(records, SPAIR_ALPHAS, by=("method",))
-    kind_setting = table["method"].str.split(" ", n=1, expand=True)
-    table.insert(0, "setting", kind_setting[1])
-    table["method"] = kind_setting[0]
-    table.insert(2, "dataset", "SPair-71k")
+    labels = [label for label in TABLE2_PCK if label.startswith("PCA")]
+    rows = {f"{kind} {label}": (label, Method(kind, pca_dim=d))
+            for label, d in zip(labels, run.pca_sweep) for kind in ("SD", "Fuse")}
+    table = spair_pck(run, rows)
+    table.insert(3, "pca_dim", table["setting"].map(dict(zip(labels, run.pca_sweep))))
     return table
+
+
+def table3(run: Run) -> pd.DataFrame:
+    """Supp. Table 3 (fusion strategy): the four intended operations (PROTOCOL §5.4) plus what the
+    reference code's sum modes really compute (``*_reference`` rows, AMBIG-8)."""
+    rows = {s: (s, Method("Fuse", pca_dim=run.pca_dim, fusion=s)) for s in STRATEGIES + tuple(REFERENCE_SUM_BUG)}
+    return spair_pck(run, rows)
+
+
+def alpha_sweep(run: Run, alphas=tuple(np.round(np.linspace(0, 1, 11), 2))) -> pd.DataFrame:
+    """PCK of the fusion for each weight α on SD (supp. Fig. 1's curve; α = 0: DINO, α = 1: SD)."""
+    rows = {f"{a:.2f}": (f"α={a:.2f}", Method("Fuse", pca_dim=run.pca_dim, alpha=float(a))) for a in alphas}
+    table = spair_pck(run, rows)
+    table.insert(3, "fusion_alpha", table["setting"].str.removeprefix("α=").astype(float))
+    return table
+
+
+def outcomes(run: Run, alpha: float = 0.5) -> pd.DataFrame:
+    """Per-keypoint records of SD, DINO and Fuse for supp. Tables 6, 7 and Fig. 2 (PROTOCOL §10)."""
+    pairs = spair_pairs_with_features(run)
+    methods = {"SD": Method("SD", pca_dim=run.pca_dim), "DINO": Method("DINO"),
+               "Fuse": Method("Fuse", pca_dim=run.pca_dim, alpha=alpha)}
+    return outcome_records(pairs, methods, run.grid, run.sd_features, run.dino_features, progress=run.progress)

@@ -1,0 +1,204 @@
+"""TSS (FG3DCar, JODS, PASCAL): samples, pair padding and the feature-free half of the dense evaluation.
+
+Everything here follows PROTOCOL §8 (read from the reference's ``pck_tss.py`` and
+``utils/utils_tss.py``). Conventions worth keeping in mind:
+
+- Each pair folder gives **two samples**: (image1 → image2, GT ``flow2.flo``, ``mask2.png``) and
+  (image2 → image1, GT ``flow1.flo``, ``mask1.png``). The GT flow lives on the **target** grid and
+  points target → source: target pixel p corresponds to source point p + flow(p).
+- Both images are zero-padded at the right/bottom to a common H×W; the GT flow by replicating
+  its last row/column, the mask by zeros (:func:`pad_pair`).
+- A target pixel is correct when its end-point error is **≤** α·L_pck (not <), with L_pck the
+  longer side of the *unpadded* source image; PCK is the mean over valid pixels (:func:`tss_pck`).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import ConfigError, DatasetError
+from .flo import read_flo
+
+TSS_SUBSETS = ("FG3DCar", "JODS", "PASCAL")
+TSS_PAIR_FOLDERS = {"FG3DCar": 195, "JODS": 81, "PASCAL": 124}
+"""Pair folders per subset in the real dataset (400 in all, 800 samples) (PROTOCOL §8, §16)."""
+TSS_ALPHA = 0.05
+"""The reported threshold: PCK@0.05 (supp. Table 5)."""
+PAIR_FILES = ("image1.png", "image2.png", "flow1.flo", "flow2.flo", "mask1.png", "mask2.png")
+
+
+@dataclass(frozen=True)
+class TSSSample:
+    """One evaluated direction of a TSS pair folder (PROTOCOL §8).
+
+    ``direction`` is ``"12"`` (source image1, target image2) or ``"21"`` (the reverse).
+    ``flow`` is the ground truth on the target grid (target → source) and ``mask`` the target's
+    validity mask: ``flow2.flo``/``mask2.png`` when image2 is the target, direction ``"12"``.
+    """
+
+    subset: str
+    pair_dir: str
+    direction: str
+    src_image: Path
+    trg_image: Path
+    flow: Path
+    mask: Path
+
+
+class TSSData(NamedTuple):
+    """A sample's arrays after :func:`pad_pair`, and its PCK reference length (PROTOCOL §8)."""
+
+    src: np.ndarray
+    trg: np.ndarray
+    flow: np.ndarray
+    mask: np.ndarray
+    l_pck: float
+
+
+def _folder_samples(subset: str, folder: Path) -> list[TSSSample]:
+    """The two directions of one pair folder, image1 → image2 first (PROTOCOL §8)."""
+    missing = [name for name in PAIR_FILES if not (folder / name).is_file()]
+    if missing:
+        raise DatasetError(f"TSS pair folder {folder} lacks {', '.join(missing)} "
+                           f"(every pair folder holds {', '.join(PAIR_FILES)})")
+    image1, image2 = folder / "image1.png", folder / "image2.png"
+    return [
+        TSSSample(subset, folder.name, "12", image1, image2, folder / "flow2.flo", folder / "mask2.png"),
+        TSSSample(subset, folder.name, "21", image2, image1, folder / "flow1.flo", folder / "mask1.png"),
+    ]
+
+
+def load_tss(root: str | Path, subsets: tuple[str, ...] = TSS_SUBSETS) -> list[TSSSample]:
+    """All samples of ``subsets`` under ``root`` (the ``TSS_CVPR2016`` folder) (PROTOCOL §8, §11).
+
+    Subsets in the order given, pair folders in sorted name order, both directions per folder:
+    2 × 400 = 800 samples for the real dataset.
+    """
+    root = Path(root).expanduser()
+    samples: list[TSSSample] = []
+    for subset in subsets:
+        folder = root / subset
+        if not folder.is_dir():
+            raise DatasetError(
+                f"TSS subset {subset!r} not found at {folder}. Download TSS_CVPR2016.zip (PROTOCOL §11, "
+                f"the reference's data/prepare_tss.sh) and unpack it so that {root}/{subset}/<pair>/image1.png exists.")
+        pair_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
+        if not pair_dirs:
+            raise DatasetError(f"TSS subset folder {folder} holds no pair folders")
+        for pair_dir in pair_dirs:
+            samples += _folder_samples(subset, pair_dir)
+    return samples
+
+
+def pair_folder_counts(samples: list[TSSSample]) -> dict[str, int]:
+    """Distinct pair folders per subset among ``samples``: the weights of :func:`weighted_average`."""
+    return dict(Counter(subset for subset, _ in dict.fromkeys((s.subset, s.pair_dir) for s in samples)))
+
+
+def pad_pair(src_img: np.ndarray, trg_img: np.ndarray, flow: np.ndarray,
+             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pad both images at the right/bottom to a common H×W (PROTOCOL §8, ``pad_to_same_shape``).
+
+    Images are padded with zeros; the target-grid GT flow by replicating its border and the
+    target mask with zeros (False), so padded pixels are never evaluated and flow values at the
+    original pixels are unchanged.
+    """
+    height = max(src_img.shape[0], trg_img.shape[0])
+    width = max(src_img.shape[1], trg_img.shape[1])
+
+    def grow(array: np.ndarray, **kwargs) -> np.ndarray:
+        pad = [(0, height - array.shape[0]), (0, width - array.shape[1])] + [(0, 0)] * (array.ndim - 2)
+        return np.pad(array, pad, **kwargs)
+
+    return grow(src_img), grow(trg_img), grow(flow, mode="edge"), grow(mask)
+
+
+def read_sample(sample: TSSSample) -> TSSData:
+    """Load a sample's RGB images, GT flow and mask, and pad them with :func:`pad_pair` (PROTOCOL §8).
+
+    The mask is valid where its grey value is 255, as the reference's ``/255`` then ``uint8``
+    cast; L_pck = max(H, W) of the unpadded source image.
+    """
+    src = np.asarray(Image.open(sample.src_image).convert("RGB"))
+    trg = np.asarray(Image.open(sample.trg_image).convert("RGB"))
+    flow = read_flo(sample.flow)
+    mask = np.asarray(Image.open(sample.mask).convert("L")) == 255
+    for path, shape in ((sample.flow, flow.shape[:2]), (sample.mask, mask.shape)):
+        if shape != trg.shape[:2]:
+            raise DatasetError(f"{path}: size {shape[1]}×{shape[0]} differs from its target image "
+                               f"{sample.trg_image.name} ({trg.shape[1]}×{trg.shape[0]})")
+    return TSSData(*pad_pair(src, trg, flow, mask), l_pck=float(max(src.shape[:2])))
+
+
+def flow_from_nn(nn_index: np.ndarray, grid: int, *, true_division: bool = False) -> np.ndarray:
+    """(G, G, 2) flow in cells from each target cell's nearest source cell (PROTOCOL §8).
+
+    ``nn_index[t]`` is the row-major source index 60·r_s + c_s matched to target cell t =
+    60·r_t + c_t; the flow at (r_t, c_t) is (c_s − c_t, r_s − r_t).
+
+    ``true_division=True`` replicates the reference as run under torch ≥ 1.8 (its README pins
+    1.13.1): ``torch.div(indices, W)`` is a true division there, so its source row is the float
+    index / G = r_s + c_s / G, biasing the vertical flow by c_s / G cells.
+    """
+    nn = np.asarray(nn_index).reshape(-1)
+    if nn.size != grid * grid or nn.min() < 0 or nn.max() >= grid * grid:
+        raise ConfigError(f"nn_index must hold {grid}×{grid} source indices in [0, {grid * grid}), "
+                          f"got {nn.size} values in [{nn.min()}, {nn.max()}]")
+    rows, cols = np.divmod(np.arange(grid * grid), grid)
+    src_rows = nn / grid if true_division else nn // grid
+    flow = np.stack([nn % grid - cols, src_rows - rows], axis=-1)
+    return flow.reshape(grid, grid, 2).astype(np.float32)
+
+
+def dense_flow_to_image(flow_cells: np.ndarray, padded_hw: tuple[int, int]) -> np.ndarray:
+    """Upsample a (G, G, 2) cell flow to the padded pair's (H, W, 2) pixel flow (PROTOCOL §8).
+
+    Bilinear (align_corners=False) to L×L with L = max(H, W), times L/G, then the centre region
+    of the resize-with-padding: columns (L−W)//2 … +W when L = H, else rows (L−H)//2 … +H.
+    """
+    height, width = padded_hw
+    long_edge = max(height, width)
+    grid = flow_cells.shape[0]
+    cells = torch.from_numpy(np.ascontiguousarray(flow_cells, dtype=np.float32)).permute(2, 0, 1)[None]
+    dense = F.interpolate(cells, size=(long_edge, long_edge), mode="bilinear", align_corners=False)
+    dense = (dense * (long_edge / grid))[0].permute(1, 2, 0).numpy()
+    if long_edge == height:
+        left = (long_edge - width) // 2
+        return dense[:, left:left + width]
+    top = (long_edge - height) // 2
+    return dense[top:top + height, :]
+
+
+def tss_pck(flow_est: np.ndarray, flow_gt: np.ndarray, mask: np.ndarray, l_pck: float, alpha: float) -> float:
+    """PCK in % of one sample: valid pixels whose EPE ≤ α·L_pck (PROTOCOL §8; note ≤, not <).
+
+    EPE is computed in float32 as the reference does; ``mask`` selects the valid target pixels.
+    """
+    valid = np.asarray(mask, dtype=bool)
+    if flow_est.shape != flow_gt.shape or flow_gt.shape[:2] != valid.shape:
+        raise ConfigError(f"flow shapes {flow_est.shape} / {flow_gt.shape} and mask {valid.shape} disagree")
+    if not valid.any():
+        raise DatasetError("the validity mask has no valid pixel, so TSS PCK is undefined for this sample")
+    diff = np.asarray(flow_est, dtype=np.float32)[valid] - np.asarray(flow_gt, dtype=np.float32)[valid]
+    epe = np.sqrt(np.sum(diff ** 2, axis=1))
+    return 100.0 * float(np.mean(epe <= alpha * l_pck))
+
+
+def weighted_average(per_subset: dict[str, float], folder_counts: dict[str, int] = TSS_PAIR_FOLDERS) -> float:
+    """Table 5's "Avg.": subset PCKs weighted by their pair-folder counts (PROTOCOL §16).
+
+    With the real counts (195, 81, 124) this reproduces the supplement's column; the plain mean
+    of the three subsets does not.
+    """
+    unknown = sorted(set(per_subset) - set(folder_counts))
+    if unknown:
+        raise ConfigError(f"no pair-folder count for TSS subset(s) {unknown}; known: {sorted(folder_counts)}")
+    total = sum(folder_counts[name] for name in per_subset)
+    return sum(value * folder_counts[name] for name, value in per_subset.items()) / total
