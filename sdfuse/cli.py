@@ -67,6 +67,59 @@ def cmd_make_smoke(args) -> int:
     return 0
 
 
+def _data_root(args) -> "Path":
+    """``--root`` as a path, else the data home ($SDFUSE_DATA)."""
+    from pathlib import Path
+
+    from .profiles import data_home
+
+    return Path(args.root).expanduser() if args.root else data_home()
+
+
+def cmd_data_list(args) -> int:
+    from .datastore import fetch_command, statuses
+    from .manifests import display_path
+
+    root = _data_root(args)
+    rows = statuses(root)
+    width = max([len(row.name) for row in rows] + [4])
+    print(f"data root: {root}")
+    print(f"{'name':{width}s}  {'kind':7s}  {'state':10s}  where")
+    for row in rows:
+        print(f"{row.name:{width}s}  {row.kind:7s}  {row.state:10s}  {row.where}")
+        if row.state != "present":
+            how = fetch_command(row.name, root) if row.kind == "dataset" else f"see {display_path(row.name)} (how_to_get)"
+            print(f"{'':{width}s}  get it: {how}")
+    return 0
+
+
+def cmd_data_fetch(args) -> int:
+    from .datastore import fetch
+
+    root = _data_root(args)
+    for checked in fetch(args.name, root, mirror=args.mirror):
+        print(f"{checked.archive}: sha256 {checked.sha256} ({checked.trust})")
+    print(f"{args.name} is ready under {root}; layout ok")
+    return 0
+
+
+def cmd_data_verify(args) -> int:
+    from .datastore import verify
+
+    report = verify(args.name, _data_root(args))
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.ok:
+        print(f"{args.name}: ok ({report.where})")
+        return 0
+    print(f"{args.name}: {len(report.problems)} problem(s) in {report.where}")
+    for problem in report.problems:
+        print(f"  - {problem}")
+    if report.fix:
+        print(f"to repair: {report.fix}")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdfuse", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -91,6 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
     smoke = data_sub.add_parser("make-smoke", help="write the smoke profile's tiny models and synthetic data")
     smoke.add_argument("--root", help="target folder (default: $SDFUSE_HOME/smoke)")
     smoke.set_defaults(func=cmd_make_smoke)
+    root_help = "data root (default: $SDFUSE_DATA, else $SDFUSE_HOME/data)"
+    listing = data_sub.add_parser("list", help="every manifest (data_manifests/ or $SDFUSE_MANIFESTS): "
+                                               "kind, present or not, where")
+    listing.add_argument("--root", help=root_help)
+    listing.set_defaults(func=cmd_data_list)
+    fetch = data_sub.add_parser("fetch", help="download (resumable), checksum, unpack and layout-check a dataset")
+    fetch.add_argument("name", help="manifest name, e.g. spair71k (see: sdfuse data list)")
+    fetch.add_argument("--root", help=root_help)
+    fetch.add_argument("--mirror", metavar="URL", help="base URL serving the archives by file name, tried before "
+                                                       "the manifest's URLs (default: $SDFUSE_DATA_MIRROR)")
+    fetch.set_defaults(func=cmd_data_fetch)
+    check = data_sub.add_parser("verify", help="check a dataset's layout, counts and archive checksums "
+                                               "(exit 0 only when all hold)")
+    check.add_argument("name", help="manifest name, e.g. spair71k")
+    check.add_argument("--root", help=root_help)
+    check.set_defaults(func=cmd_data_verify)
     return parser
 
 

@@ -39,8 +39,9 @@ def outcome_records(pairs: list[Pair], methods: dict[str, Method], grid: int, sd
     """One row per evaluated keypoint with every matcher's error and relative distances.
 
     ``methods`` maps "SD", "DINO" and "Fuse" to their :class:`Method`. Columns: category, pair,
-    kp, threshold, error_<M>, rel_<M>_gt (M's relative distance at the ground-truth cell) and
-    rel_<M>_at_<N> (M's relative distance at matcher N's prediction).
+    kp, threshold, gt_index (ground-truth cell), pred_<M> (M's matched cell), error_<M>,
+    rel_<M>_gt (M's relative distance at the ground-truth cell) and rel_<M>_at_<N> (M's relative
+    distance at matcher N's prediction).
     """
     rows, done = [], {}
     for position, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):
@@ -59,15 +60,16 @@ def _pair_outcomes(pair, methods, grid, sd, dino) -> list[dict]:
         similarity = similarity_rows(*features.descriptors(methods[name]), rows)
         found[name] = similarity.argmax(dim=1).numpy()
         distance[name] = (2 - 2 * similarity).clamp_min(0).sqrt()
-    columns = {"threshold": np.full(len(rows), threshold)}
+    columns = {"threshold": np.full(len(rows), threshold), "gt_index": gt}
     for name in MATCHERS:
+        columns[f"pred_{name}"] = found[name]
         columns[f"error_{name}"] = np.linalg.norm(index_to_pixel(found[name], grid) - trg_kps, axis=1)
         columns[f"rel_{name}_gt"] = relative_distance(distance[name], gt)
         for other in MATCHERS:
             if other != name:
                 columns[f"rel_{name}_at_{other}"] = relative_distance(distance[name], found[other])
     return [{"category": pair.category, "pair_id": pair.pair_id, "kp": k,
-             **{key: float(value[k]) for key, value in columns.items()}} for k in range(len(rows))]
+             **{key: value[k].item() for key, value in columns.items()}} for k in range(len(rows))]
 
 
 def outcome_classes(records: pd.DataFrame, alpha: float = 0.10) -> pd.Series:

@@ -1,0 +1,101 @@
+"""Tables 2, 3, 6/7, Fig. 2 and the α sweep on the smoke profile: rows, invariants, known answers."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sdfuse import outcomes, paper, tables
+from sdfuse.evaluation import Method, evaluate
+from sdfuse.profiles import resolve
+
+
+@pytest.fixture(scope="module")
+def run(smoke_root, tmp_path_factory):
+    return resolve("smoke", cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+
+
+def _headline(table, aggregate="category_mean"):
+    rows = table[(table["aggregate"] == aggregate) & (table["category"] == "all")]
+    return rows.set_index(["setting", "method", "alpha"])["value"]
+
+
+def test_table2_rows(run):
+    table = tables.table2(run)
+    values = _headline(table)
+    assert set(values.index.get_level_values("setting")) == {"PCA 384", "PCA 256", "PCA 128"}
+    assert len(values) == 3 * 2 * 3 and np.isfinite(values).all()
+    assert table.groupby("setting")["pca_dim"].first().to_dict() == {"PCA 384": 24, "PCA 256": 16, "PCA 128": 8}
+    # "PCA 256" is the profile's default d: it equals Table 1's default row
+    t1 = _headline(tables.table1(run))
+    for method in ("SD", "Fuse"):
+        for alpha in (0.01, 0.05, 0.10):
+            assert values[("PCA 256", method, alpha)] == pytest.approx(t1[("2+5+8", method, alpha)])
+
+
+def test_table3_concat_of_normalised_equals_table1_default(run):
+    values = _headline(tables.table3(run))
+    assert set(values.index.get_level_values("setting")) == {
+        "concat_normalized", "concat", "sum", "sum_normalized", "sum_reference", "sum_normalized_reference"}
+    t1 = _headline(tables.table1(run))
+    for alpha in (0.01, 0.05, 0.10):
+        assert values[("concat_normalized", "Fuse", alpha)] == pytest.approx(t1[("2+5+8", "Fuse", alpha)])
+    comparison = paper.table3().merge(values.rename("ours").reset_index(), on=["setting", "method", "alpha"])
+    assert len(comparison) == 12
+
+
+def test_reference_sum_bug_switches_to_concat_after_the_first_pair(run):
+    pairs = run.spair_pairs()[:3]           # three pairs of the first category
+    methods = {name: Method("Fuse", pca_dim=run.pca_dim, fusion=name)
+               for name in ("sum", "concat", "sum_reference")}
+    records = evaluate(pairs, methods, run.grid, run.sd_features, run.dino_features, progress=False)
+    errors = {name: group.set_index(["pair", "kp"])["error"] for name, group in records.groupby("method")}
+    first, later = errors["sum_reference"].loc[[0]], errors["sum_reference"].loc[[1, 2]]
+    assert first.equals(errors["sum"].loc[[0]]) and later.equals(errors["concat"].loc[[1, 2]])
+    assert not errors["sum"].equals(errors["concat"])
+
+
+def test_alpha_sweep_default_equals_fuse(run):
+    table = tables.alpha_sweep(run, alphas=(0.0, 0.5, 1.0))
+    curve = _headline(table)
+    t1 = _headline(tables.table1(run))
+    for alpha in (0.01, 0.05, 0.10):
+        assert curve[("α=0.50", "Fuse", alpha)] == pytest.approx(t1[("2+5+8", "Fuse", alpha)])
+    assert sorted(table["fusion_alpha"].unique()) == [0.0, 0.5, 1.0]
+
+
+def test_paper_table6_gives_fig2():
+    got = outcomes.conditional_probabilities(paper.TABLE6_RATIOS)
+    stated = paper.FIG2_PROBABILITIES
+    assert got["P(Fuse ✓ | SD ✗, DINO ✗)"] == pytest.approx(stated["P(Fuse ✓ | SD ✗, DINO ✗)"], abs=0.1)  # 9.93 → "10.0"
+    for key in list(stated)[1:]:
+        assert round(got[key], 1) == stated[key]
+    assert sum(paper.TABLE6_RATIOS.values()) == pytest.approx(99.95)
+
+
+def test_relative_distance_known_answer():
+    distances = torch.tensor([[1.0, 3.0, 5.0], [2.0, 2.0, 4.0]], dtype=torch.float64)
+    assert outcomes.relative_distance(distances, np.array([1, 0])).tolist() == [0.5, 0.0]
+
+
+def test_outcome_analysis(run):
+    records = tables.outcomes(run)
+    classes = outcomes.outcome_classes(records)
+    assert set(classes) <= set(outcomes.OUTCOME_CLASSES)
+    ratios = outcomes.outcome_ratios(records, by="category")
+    assert list(ratios.columns) == ["all", "portrait", "present", "terrain"]
+    assert np.allclose(ratios.sum(), 100)
+    for name in ("SD", "DINO", "Fuse"):
+        assert records[f"rel_{name}_gt"].between(0, 1).all()
+    # a matcher's own prediction is its nearest cell: relative distance 0 there, and > 0 elsewhere
+    on_gt = records["pred_SD"] == records["gt_index"]
+    assert on_gt.any() and (records.loc[on_gt, "rel_SD_gt"] < 1e-9).all()
+    same = records["pred_DINO"] == records["pred_SD"]
+    assert same.any() and (records.loc[same, "rel_DINO_at_SD"] < 1e-9).all()
+    assert (records.loc[~same, "rel_DINO_at_SD"] > 0).all()
+    table7 = outcomes.relative_distance_table(records)
+    assert list(table7.index) == ["011", "101", "Average"]
+    assert table7.loc["Average", ("SD", "correct match")] == pytest.approx(records["rel_SD_gt"].mean())
+    # per-keypoint successes agree with the keypoint-pooled PCK of the same matchers
+    pck = tables.spair_pck(run, {"f": ("x", Method("Fuse", pca_dim=run.pca_dim))})
+    pooled = pck.query("aggregate == 'keypoint_pooled' and alpha == 0.1")["value"].item()
+    assert 100 * classes.str[2].astype(int).mean() == pytest.approx(pooled)
