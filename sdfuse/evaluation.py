@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from .datasets.pairs import Pair
+from .dino_variants import BilateralFilter, filter_tokens, guide_image
 from .errors import ConfigError
 from .features.cache import CachedExtractor
 from .fusion import STRATEGIES, assemble_sd, co_pca_layers, combine, l2_normalize
@@ -33,7 +34,8 @@ class Method:
     ``sd_layers`` is a subset of the paper's layers {2, 5, 8}; ``pca_dim`` the co-PCA size per
     layer (§3.1); ``alpha`` the weight on SD; ``fusion`` a strategy of
     :data:`sdfuse.fusion.STRATEGIES` or of :data:`REFERENCE_SUM_BUG`; ``dino_blocks`` the DINOv2
-    blocks whose L2-normalised tokens are concatenated (one block: the raw tokens).
+    blocks whose L2-normalised tokens are concatenated (one block: the raw tokens; Ensemble-ViT:
+    (9, 11)); ``dino_filter`` a joint bilateral filter on the DINO map (Filter-ViT).
     """
 
     kind: str
@@ -42,6 +44,7 @@ class Method:
     alpha: float = 0.5
     fusion: str = "concat_normalized"
     dino_blocks: tuple[int, ...] = (11,)
+    dino_filter: BilateralFilter | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -70,6 +73,7 @@ class PairFeatures:
     dino: dict
     grid: int
     first_in_category: bool = False
+    guides: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def descriptors(self, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
         """(G², D) source and target descriptors of ``method`` (PROTOCOL §3.1, §4, §5)."""
@@ -80,7 +84,10 @@ class PairFeatures:
                 maps = {layer: self.sd_pca[(layer, method.pca_dim)][side] for layer in method.sd_layers}
                 sd = assemble_sd(maps, method.sd_layers, self.grid)
             if method.uses_dino:
-                blocks = [self.dino[b][side].reshape(self.dino[b][side].shape[0], -1).T for b in method.dino_blocks]
+                maps = [self.dino[b][side] for b in method.dino_blocks]
+                if method.dino_filter is not None:
+                    maps = [filter_tokens(m, self.guides[side], method.dino_filter) for m in maps]
+                blocks = [m.reshape(m.shape[0], -1).T for m in maps]
                 dino = blocks[0] if len(blocks) == 1 else torch.cat([l2_normalize(b) for b in blocks], dim=-1)
             if method.kind == "Fuse":
                 strategy = method.fusion
@@ -108,7 +115,10 @@ def pair_features(pair: Pair, methods: dict[str, Method], grid: int, sd: CachedE
     if blocks:
         src_d, trg_d = dino.get(pair.src_image), dino.get(pair.trg_image)
         dino_maps = {block: (src_d[block], trg_d[block]) for block in blocks}
-    return PairFeatures(sd_pca, dino_maps, grid, first_in_category)
+    guides = None
+    if any(m.dino_filter is not None for m in methods.values()):
+        guides = (guide_image(pair.src_image, grid), guide_image(pair.trg_image, grid))
+    return PairFeatures(sd_pca, dino_maps, grid, first_in_category, guides)
 
 
 def pair_keypoints(pair: Pair, grid: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:

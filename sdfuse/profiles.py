@@ -95,10 +95,11 @@ def resolve(profile: str = "smoke", *, data_root=None, cache_dir=None, results_d
             pairs_per_category: int | None = None, grid: int | None = None, device: str | None = None,
             dtype: str | None = None, seed: int = 42, sd_model: str | None = None, dino_model: str | None = None,
             sd_conditioning: str = "empty", captioner_checkpoint: str | None = None,
-            dino_blocks: tuple[int, ...] = (11,), progress: bool = True) -> Run:
+            dino_blocks: tuple[int, ...] = (9, 11), progress: bool = True) -> Run:
     """A :class:`Run` for ``profile`` with any default overridden; every value is checked before any model loads.
 
     The smoke profile builds its tiny models and fixture data under ``$SDFUSE_HOME/smoke`` on first use.
+    DINOv2 blocks 9 and 11 are both cached by default (one pass; Ensemble-ViT needs block 9).
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
