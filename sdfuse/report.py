@@ -262,3 +262,72 @@ def plot_relative_distances(records: pd.DataFrame):
     ax.legend()
     plt.close(fig)
     return fig
+
+
+VERDICT_COLOURS = {"reproduced": "#1a7f37", "differs": "#cf222e", "failed": "#cf222e", "not run": "#9a6700",
+                   "smoke run": "#777"}
+
+
+def _verdict_colour(verdict: str) -> str:
+    colour = next((c for prefix, c in VERDICT_COLOURS.items() if str(verdict).startswith(prefix)), "#000")
+    return f"color: {colour}"
+
+
+def glue_status(status: pd.DataFrame) -> None:
+    """Glue the number of cells, and how many each profile reproduced, for the landing page."""
+    glue_value("status_cells", status[["table", "cell"]].drop_duplicates().shape[0])
+    for profile, group in status.groupby("profile"):
+        glue_value(f"status_{profile}_reproduced", int((group["verdict"] == "reproduced").sum()))
+        glue_value(f"status_{profile}_computed", int(group["reproduced"].notna().sum()))
+
+
+def status_summary_view(status: pd.DataFrame):
+    """Verdict counts per table and profile."""
+    from .status import summary
+
+    return summary(status)
+
+
+def status_view(status: pd.DataFrame):
+    """Every cell, paper vs each profile, with coloured verdicts."""
+    view = status.set_index(["table", "cell", "profile"])
+    return (view.style.format({"paper": "{:.3g}", "reproduced": "{:.3g}", "delta": "{:+.3g}"}, na_rep="–")
+            .map(_verdict_colour, subset=["verdict"]))
+
+
+def run_record_views(results_root: Path) -> None:
+    """Display, per profile, the notebooks of the last run and its provenance."""
+    from IPython.display import Markdown, display
+
+    from .status import profiles_present
+
+    for profile in profiles_present(results_root):
+        path = Path(results_root) / profile / "runs.json"
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        display(Markdown(f"## Profile `{profile}`"))
+        notebooks = pd.DataFrame(record.pop("notebooks", []))
+        if not notebooks.empty:
+            display(notebooks.set_index("notebook").style.format({"wall_time_s": "{:.1f}"}, na_rep="")
+                    .map(lambda s: "color: #cf222e; font-weight: bold" if s == "failed" else "", subset=["status"]))
+        packages = record.pop("packages", {})
+        manifests = record.pop("data_manifests_sha256", {})
+        parameters = record.pop("parameters", {})
+        rows = [(k, v) for k, v in record.items()] + [(f"parameter {k}", v) for k, v in parameters.items()]
+        rows += [(f"version of {k}", v) for k, v in packages.items()]
+        rows += [(f"sha256 of data_manifests/{k}", v[:16] + "…") for k, v in manifests.items()]
+        display(pd.DataFrame(rows, columns=["item", "value"]).set_index("item"))
+
+
+def manifest_view() -> pd.DataFrame:
+    """Every manifest: kind, source, licence, citation."""
+    from .manifests import MANIFEST_DIR, load_manifest
+
+    rows = []
+    for path in sorted(MANIFEST_DIR.glob("*.yaml")):
+        manifest = load_manifest(path.stem)
+        source = manifest.get("model_id") or ", ".join(manifest.get("urls", []) or []) or "see how_to_get"
+        rows.append({"name": manifest.get("name", path.stem), "kind": manifest.get("kind"), "source": source,
+                     "licence": manifest.get("licence"), "citation": manifest.get("citation")})
+    return pd.DataFrame(rows).set_index("name")

@@ -1,4 +1,4 @@
-"""Runs the table notebooks with papermill into the book's source tree and records how each went."""
+"""Runs the notebooks with papermill into the book's source tree and records how each went."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = {"table1": "01_unet_layers", "table2": "02_reduction", "table3": "03_fusion_strategy",
              "alpha_sweep": "04_alpha_sweep", "outcomes": "06_outcomes"}
-"""Short name (for ``--only``) → notebook file stem in ``notebooks/``."""
+"""Table notebooks: short name (for ``--only``) → file stem in ``notebooks/``."""
+SUMMARY_NOTEBOOKS = {"status": "00_status", "run": "99_run"}
+"""Pages that read the results of the table notebooks; they run after them, on every reproduce."""
 OUTPUT_SUBDIR = Path("book") / "tables"
 
 
@@ -30,44 +32,56 @@ class NotebookRun:
     error: str | None = None
 
 
-def reproduce(profile: str = "smoke", only: list[str] | None = None, parameters: dict | None = None,
-              root: str | Path = ".", kernel: str = "python3") -> list[NotebookRun]:
-    """Execute the selected notebooks with papermill; a failure does not stop the others.
-
-    Executed copies go to ``<root>/book/tables/``, results to ``<root>/results/<profile>/``,
-    and the run record (status, wall time, provenance) to ``<root>/results/<profile>/runs.json``.
-    """
+def notebook_parameters(stem: str) -> set[str]:
+    """The parameter names a notebook declares in its ``parameters`` cell."""
     import papermill
 
+    return set(papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{stem}.ipynb")))
+
+
+def reproduce(profile: str = "smoke", only: list[str] | None = None, parameters: dict | None = None,
+              root: str | Path = ".", kernel: str = "python3") -> list[NotebookRun]:
+    """Execute the selected table notebooks, then the status and run pages; a failure does not stop the others.
+
+    Executed copies go to ``<root>/book/tables/``, results to ``<root>/results/<profile>/``, and the
+    run record (status, wall time, provenance) to ``<root>/results/<profile>/runs.json``, rewritten
+    after each notebook. Each notebook receives the parameters it declares.
+    """
     names = only or list(NOTEBOOKS)
     unknown = sorted(set(names) - set(NOTEBOOKS))
     if unknown:
         raise ConfigError(f"unknown notebook(s) {unknown}; choose from {sorted(NOTEBOOKS)}")
+    selected = {name: NOTEBOOKS[name] for name in names} | SUMMARY_NOTEBOOKS
+    declared = {stem: notebook_parameters(stem) for stem in selected.values()}
+    user = parameters or {}
+    stray = sorted(set(user) - set().union(*declared.values()))
+    if stray:
+        raise ConfigError(f"no selected notebook has parameter(s) {stray}; they take {sorted(set().union(*declared.values()))}")
     root = Path(root).resolve()
     out_dir = root / OUTPUT_SUBDIR
     out_dir.mkdir(parents=True, exist_ok=True)
     results_dir = root / "results" / profile
-    params = {"profile": profile, "results_dir": str(results_dir), **(parameters or {})}
-    for name in names:
-        known = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{NOTEBOOKS[name]}.ipynb"))
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise ConfigError(f"{NOTEBOOKS[name]} has no parameter(s) {unknown}; it takes {sorted(known)}")
-    runs = []
-    for name in names:
-        stem = NOTEBOOKS[name]
-        start = time.perf_counter()
-        log.info("running %s (%s profile)", stem, profile)
-        try:
-            papermill.execute_notebook(str(NOTEBOOK_DIR / f"{stem}.ipynb"), str(out_dir / f"{stem}.ipynb"),
-                                       parameters=params, kernel_name=kernel, cwd=str(out_dir),
-                                       progress_bar=False)
-            runs.append(NotebookRun(name, stem, "ok", time.perf_counter() - start))
-        except Exception as error:  # noqa: BLE001 - any notebook failure is recorded, the others still run
-            runs.append(NotebookRun(name, stem, "failed", time.perf_counter() - start, f"{type(error).__name__}: {error}"))
-            log.error("%s failed: %s", stem, error)
     results_dir.mkdir(parents=True, exist_ok=True)
-    record = collect({"profile": profile, "parameters": params})
-    record["notebooks"] = [asdict(r) for r in runs]
-    (results_dir / "runs.json").write_text(json.dumps(record, indent=1))
+    common = {"profile": profile, "results_dir": str(results_dir), **user}
+    record = collect({"profile": profile, "parameters": common})
+    runs = []
+    for name, stem in selected.items():
+        params = {k: v for k, v in common.items() if k in declared[stem]}
+        runs.append(_execute(name, stem, params, out_dir, kernel))
+        record["notebooks"] = [asdict(r) for r in runs]
+        (results_dir / "runs.json").write_text(json.dumps(record, indent=1))
     return runs
+
+
+def _execute(name: str, stem: str, params: dict, out_dir: Path, kernel: str) -> NotebookRun:
+    import papermill
+
+    start = time.perf_counter()
+    log.info("running %s", stem)
+    try:
+        papermill.execute_notebook(str(NOTEBOOK_DIR / f"{stem}.ipynb"), str(out_dir / f"{stem}.ipynb"),
+                                   parameters=params, kernel_name=kernel, cwd=str(out_dir), progress_bar=False)
+        return NotebookRun(name, stem, "ok", time.perf_counter() - start)
+    except Exception as error:  # noqa: BLE001 - any notebook failure is recorded; the others still run
+        log.error("%s failed: %s", stem, error)
+        return NotebookRun(name, stem, "failed", time.perf_counter() - start, f"{type(error).__name__}: {error}"[:2000])

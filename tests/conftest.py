@@ -29,3 +29,26 @@ def smoke_root(sdfuse_home) -> Path:
     from sdfuse.smoke import ensure_smoke_assets
 
     return ensure_smoke_assets(sdfuse_home / "smoke")
+
+
+@pytest.fixture(scope="session")
+def built_book(smoke_root, tmp_path_factory) -> Path:
+    """A copy of the book's sources with every notebook run on the smoke profile and the HTML built
+    strictly (``jupyter-book build -W -n --keep-going``); fails with the build log if it does not pass."""
+    import shutil
+    import subprocess
+    import sys
+
+    from sdfuse.runner import NOTEBOOKS, SUMMARY_NOTEBOOKS, reproduce
+
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("tables"))
+    runs = reproduce("smoke", root=root)
+    expected = [(name, "ok") for name in NOTEBOOKS] + [(name, "ok") for name in SUMMARY_NOTEBOOKS]
+    assert [(r.name, r.status) for r in runs] == expected, runs
+    build = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "-W", "-n",
+                            "--keep-going"], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    return root

@@ -17,7 +17,7 @@ def test_console_script_help_lists_the_commands():
 
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "--only", "table99"], "unknown notebook"),
-    (["reproduce", "-p", "gird=12"], "has no parameter(s) ['gird']"),
+    (["reproduce", "-p", "gird=12"], "no selected notebook has parameter(s) ['gird']"),
     (["reproduce", "-p", "novalue"], "is not key=value"),
     (["extract", "-p", "grid=-4"], "grid G must be positive"),
     (["extract", "-p", "grid=10"], "multiple of 4"),

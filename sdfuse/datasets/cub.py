@@ -23,6 +23,7 @@ and returns pairs that point at them, all 256×256 with threshold 256 (the image
 from __future__ import annotations
 
 import itertools
+import math
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import NamedTuple
@@ -110,7 +111,7 @@ def read_part_locs(path: Path, image_ids: set[int]) -> dict[int, tuple[np.ndarra
         try:
             image_id, part_id, x, y, visible = (int(fields[0]), int(fields[1]), float(fields[2]),
                                                 float(fields[3]), int(fields[4]))
-            if len(fields) != 5 or not np.isfinite([x, y]).all() or visible not in (0, 1):
+            if len(fields) != 5 or not (math.isfinite(x) and math.isfinite(y)) or visible not in (0, 1):
                 raise ValueError
         except (ValueError, IndexError) as error:
             raise DatasetError(f"{path}, line {number}: expected 'image_id part_id x y visible(0/1)', "
@@ -174,7 +175,7 @@ def read_split(mat_path: Path, classes: tuple[int, ...]) -> list[CubRecord]:
 
 
 def _cached_crop(root: Path, cache: Path, record: CubRecord) -> tuple[Path, int, int, int]:
-    """The crop's PNG under ``cache`` (written once; the name carries id and box) and its box."""
+    """The crop's PNG under ``cache`` and its box; written once, the name carries image id and box."""
     x0, y0, side = asic_square_box(record.bbox)
     target = cache / record.folder / f"{record.image_id:05d}_{x0}_{y0}_{side}.png"
     if not target.is_file():
@@ -188,11 +189,15 @@ def _cached_crop(root: Path, cache: Path, record: CubRecord) -> tuple[Path, int,
         except DatasetError as error:
             raise DatasetError(f"CUB image {source}: {error}") from error
         target.parent.mkdir(parents=True, exist_ok=True)
-        crop.save(target)
+        partial = target.with_name(target.name + ".partial")
+        crop.save(partial, format="PNG")
+        partial.replace(target)                                    # never leave a half-written crop
     return target, x0, y0, side
 
 
 class _CroppedImage(NamedTuple):
+    """A split record with its cached crop and its keypoints in crop pixels."""
+
     record: CubRecord
     path: Path
     kps: np.ndarray

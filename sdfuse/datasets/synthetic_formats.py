@@ -37,13 +37,16 @@ TSS_FIXTURE = {
 
 CUB_FIXTURE_CLASSES = (("001.Black_footed_Albatross", "portrait"), ("002.Laysan_Albatross", "present"),
                        ("003.Sooty_Albatross", "terrain"))
+"""(class folder, base picture): the real folder names of classes 001–003."""
 CUB_IMAGES_PER_CLASS = 4
-"""Images per class in ``images.txt``; image 1 of each class is a training image, absent from the test split."""
+"""Images per class in ``images.txt`` and ``part_locs.txt``."""
 CUB_TRAIN_IMAGE = 1
+"""Index of each class's training image (ids 2, 6, 10), left out of the test split file."""
 CUB_CANVASES = ((240, 160), (200, 200), (168, 224), (224, 168))
 
 
-def _warp_picture(rng: np.random.Generator, picture: Image.Image, canvas: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
+def _warp_picture(rng: np.random.Generator, picture: Image.Image,
+                  canvas: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
     """The picture under a random similarity on a textured background, and the 2×3 map."""
     affine = _similarity(rng, picture.size, canvas)
     return render(picture, affine, canvas, _background(rng, canvas)), affine
@@ -175,7 +178,8 @@ def make_cub_like(root: str | Path, seed: int = 0) -> Path:
             x1, y1, x2, y2 = _cub_bbox(affine, picture.size, canvas)
             images.append(f"{image_id} {rel_path}")
             boxes.append(f"{image_id} {x1 - 1:.1f} {y1 - 1:.1f} {x2 - x1 + 1:.1f} {y2 - y1 + 1:.1f}")
-            part_lines += [f"{image_id} {k + 1} {x:.1f} {y:.1f} {int(v)}" for k, ((x, y), v) in enumerate(zip(kps, visible))]
+            part_lines += [f"{image_id} {k + 1} {x:.1f} {y:.1f} {int(v)}"
+                           for k, ((x, y), v) in enumerate(zip(kps, visible))]
             if j != CUB_TRAIN_IMAGE:
                 records.append((float(image_id), rel_path, 0.0, 1.0,
                                 {"x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2)},
