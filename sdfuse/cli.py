@@ -71,9 +71,11 @@ def _data_root(args) -> "Path":
     """``--root`` as a path, else the data home ($SDFUSE_DATA)."""
     from pathlib import Path
 
-    from .profiles import data_home
+    if args.root:
+        return Path(args.root).expanduser()
+    from .profiles import data_home  # imports the model stack: only when needed
 
-    return Path(args.root).expanduser() if args.root else data_home()
+    return data_home()
 
 
 def cmd_data_list(args) -> int:
@@ -88,7 +90,7 @@ def cmd_data_list(args) -> int:
     for row in rows:
         print(f"{row.name:{width}s}  {row.kind:7s}  {row.state:10s}  {row.where}")
         if row.state != "present":
-            how = fetch_command(row.name, root) if row.kind == "dataset" else f"see {display_path(row.name)} (how_to_get)"
+            how = fetch_command(row.name, root) if row.kind == "dataset" else f"see {display_path(row.name)}"
             print(f"{'':{width}s}  get it: {how}")
     return 0
 

@@ -219,8 +219,8 @@ def hf_snapshot(manifest: dict) -> Path | None:
 def _dataset_manifest(name: str) -> dict:
     manifest = load_manifest(name)
     if manifest["kind"] == "model":
-        raise SdfuseError(f"{name} is a model: sdfuse reads weights from the Hugging Face cache "
-                          f"({hf_hub_cache()}) and does not download them. To get them:\n{manifest['how_to_get'].rstrip()}")
+        raise SdfuseError(f"{name} is a model: sdfuse reads weights from the Hugging Face cache ({hf_hub_cache()}) "
+                          f"and does not download them. To get them:\n{manifest['how_to_get'].rstrip()}")
     return manifest
 
 

@@ -16,7 +16,7 @@ from .errors import DatasetError
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 16  # at most this much of an interrupted transfer is lost
 TIMEOUT_S = 60
 
 
@@ -53,15 +53,17 @@ def download(url: str, part: Path, progress: bool = True) -> None:
         if response.status_code == 416:
             if _server_size(response) == offset:
                 return
-            log.info("%s is larger than the server's file: starting again", part.name)
+            log.info("%s does not fit the server's file size: starting again", part.name)
             part.unlink()
             return download(url, part, progress)
         response.raise_for_status()
-        if response.status_code == 206 and _range_start(response) == offset:
+        if response.status_code == 206:
+            if _range_start(response) != offset:
+                raise DownloadError(f"{url} answered a request for bytes {offset}- with "
+                                    f"{response.headers.get('Content-Range')!r}")
             log.info("resuming %s at byte %d", part.name, offset)
-        else:
-            if offset:
-                log.info("%s does not resume downloads: starting %s again", url, part.name)
+        elif offset:
+            log.info("%s does not resume downloads: starting %s again", url, part.name)
             offset = 0
         expected = _total_size(response, offset)
         _stream(response, part, offset, expected, progress)

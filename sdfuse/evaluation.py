@@ -99,7 +99,7 @@ class PairFeatures:
         return out[0], out[1]
 
 
-def pair_features(pair: Pair, methods: dict[str, Method], grid: int, sd: CachedExtractor | None,
+def pair_features(pair: Pair, methods: dict[object, Method], grid: int, sd: CachedExtractor | None,
                   dino: CachedExtractor | None, first_in_category: bool = False) -> PairFeatures:
     """Load the pair's cached features and run each needed co-PCA once (PROTOCOL §3.1)."""
     sd_pca: dict = {}

@@ -42,3 +42,24 @@ def match_keypoints(src_desc: torch.Tensor, trg_desc: torch.Tensor, src_kps: np.
     """
     found = nearest_patches(src_desc, trg_desc, keypoint_rows(src_kps, grid, frame))
     return index_to_pixel(found, grid, patch=frame // grid)
+
+
+def dense_nearest(src_desc: torch.Tensor, trg_desc: torch.Tensor, metric: str = "cosine",
+                  chunk: int = 1024) -> np.ndarray:
+    """For every target token, the best source token, building the similarity ``chunk`` target rows
+    at a time so that memory stays bounded at any grid size.
+
+    ``metric`` "cosine" (the paper's matcher) or "l2" (the reference's TSS ``cdist``, PROTOCOL §8).
+    """
+    src, trg = src_desc.double(), trg_desc.double()
+    if metric == "cosine":
+        src, trg = l2_normalize(src), l2_normalize(trg)
+        bias = torch.zeros(len(src), dtype=src.dtype)
+        scale = 1.0
+    elif metric == "l2":
+        bias = -(src * src).sum(dim=1)       # argmin ‖t − s‖² = argmax (2 t·s − ‖s‖²)
+        scale = 2.0
+    else:
+        raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}")
+    return torch.cat([(scale * trg[i:i + chunk] @ src.T + bias).argmax(dim=1)
+                      for i in range(0, len(trg), chunk)]).numpy()

@@ -105,3 +105,27 @@ def table2() -> pd.DataFrame:
 def table3() -> pd.DataFrame:
     """Supp. Table 3 (fusion strategy, Fuse only) in long form."""
     return _long(TABLE3_PCK, ("Fuse",))
+
+
+def table5() -> pd.DataFrame:
+    """Supp. Table 5 in long form: setting, dataset, alpha, value (TSS at PCK@0.05, "Avg." weighted)."""
+    rows = []
+    for setting, (spair, pascal, tss) in TABLE5.items():
+        rows += [{"setting": setting, "dataset": "SPair-71k", "alpha": a, "value": v} for a, v in zip(ALPHAS, spair)]
+        rows += [{"setting": setting, "dataset": "PF-Pascal", "alpha": a, "value": v}
+                 for a, v in zip((0.05, 0.10, 0.15), pascal)]
+        rows += [{"setting": setting, "dataset": f"TSS/{subset}", "alpha": 0.05, "value": v}
+                 for subset, v in zip(("FG3DCar", "JODS", "PASCAL", "Avg."), tss)]
+    return pd.DataFrame(rows)
+
+
+TABLE8_BASELINES = ("VGG+MLS", "DINOv1+MLS", "ASIC", "DINOv1+NN")
+"""Methods of supp. Table 8 that are cited from other papers: shown with the paper's numbers only."""
+
+
+def table8() -> pd.DataFrame:
+    """Supp. Table 8 in long form: setting, alpha, value (CUB-200, first three classes, ASIC protocol)."""
+    rows = [{"setting": setting, "alpha": alpha, "value": value}
+            for setting, values in TABLE8.items() for alpha, value in zip((0.10, 0.05, 0.01), values)
+            if value is not None]
+    return pd.DataFrame(rows)

@@ -52,6 +52,9 @@ class Run:
 
     profile: str
     data_root: Path
+    pfpascal_root: Path
+    tss_root: Path
+    cub_root: Path
     cache_dir: Path
     results_dir: Path
     pairs_per_category: int
@@ -77,6 +80,11 @@ class Run:
         """DINOv2 block tokens per image, behind the feature cache."""
         return CachedExtractor(DinoFeatureExtractor(self.dino), self.cache_dir, "dino")
 
+    @property
+    def derived_dir(self) -> Path:
+        """Images the protocol derives from dataset files (TSS padded pairs, CUB crops), cached."""
+        return self.cache_dir / "derived"
+
     def spair_pairs(self, split: str = "test") -> list[Pair]:
         """SPair-71k pairs with this run's sampling (PROTOCOL §7.1)."""
         return load_spair(self.data_root, split=split, pairs_per_category=self.pairs_per_category, seed=self.seed)
@@ -88,10 +96,12 @@ class Run:
                 "seed": self.seed, "pca_dim": self.pca_dim, "device": self.sd.device, "dtype": self.sd.dtype,
                 "sd_model": self.sd.model, "sd_revision": self.sd.revision, "sd_conditioning": self.sd.conditioning,
                 "dino_model": self.dino.model, "dino_revision": self.dino.revision,
-                "data_root": str(self.data_root)}
+                "data_root": str(self.data_root), "pfpascal_root": str(self.pfpascal_root),
+                "tss_root": str(self.tss_root), "cub_root": str(self.cub_root)}
 
 
-def resolve(profile: str = "smoke", *, data_root=None, cache_dir=None, results_dir=None,
+def resolve(profile: str = "smoke", *, data_root=None, pfpascal_root=None, tss_root=None, cub_root=None,
+            cache_dir=None, results_dir=None,
             pairs_per_category: int | None = None, grid: int | None = None, device: str | None = None,
             dtype: str | None = None, seed: int = 42, sd_model: str | None = None, dino_model: str | None = None,
             sd_conditioning: str = "empty", captioner_checkpoint: str | None = None,
@@ -118,7 +128,7 @@ def resolve(profile: str = "smoke", *, data_root=None, cache_dir=None, results_d
         smoke = ensure_smoke_assets(sdfuse_home() / "smoke")
         sd_model = sd_model or str(smoke / "models" / "sd")
         dino_model = dino_model or str(smoke / "models" / "dino")
-        data_root = data_root or smoke / "SPair-71k"
+        base = smoke
         sd_rev = dino_rev = None
     else:
         sd_manifest, dino_manifest = load_manifest("stable-diffusion-v1-5"), load_manifest("dinov2-vitb14")
@@ -126,12 +136,15 @@ def resolve(profile: str = "smoke", *, data_root=None, cache_dir=None, results_d
         dino_rev = None if dino_model else dino_manifest["revision"]
         sd_model = sd_model or sd_manifest["model_id"]
         dino_model = dino_model or dino_manifest["model_id"]
-        data_root = data_root or data_home() / "SPair-71k"
+        base = data_home()
     sd = SDConfig(model=sd_model, revision=sd_rev, grid=grid, crop=defaults["sd_crop"], dtype=dtype, device=device,
                   conditioning=sd_conditioning, captioner_checkpoint=captioner_checkpoint)
     dino = DinoConfig(model=dino_model, revision=dino_rev, grid=grid, blocks=tuple(dino_blocks), dtype=dtype,
                       device=device)
-    return Run(profile=profile, data_root=Path(data_root).expanduser(),
+    return Run(profile=profile, data_root=Path(data_root or base / "SPair-71k").expanduser(),
+               pfpascal_root=Path(pfpascal_root or base / "PF-dataset-PASCAL").expanduser(),
+               tss_root=Path(tss_root or base / "TSS_CVPR2016").expanduser(),
+               cub_root=Path(cub_root or base / "CUB_200_2011").expanduser(),
                cache_dir=Path(cache_dir or sdfuse_home() / "features").expanduser(),
                results_dir=Path(results_dir or Path("results") / profile).expanduser(),
                pairs_per_category=pairs_per_category, grid=grid, seed=seed, pca_dim=defaults["pca_dim"],

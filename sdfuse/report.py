@@ -65,14 +65,15 @@ def save_results(table: pd.DataFrame, run: Run, name: str) -> Path:
     return path
 
 
-def compare(table: pd.DataFrame, paper: pd.DataFrame, aggregate: str, smoke: bool,
-            not_run: dict[str, str] | None = None) -> pd.DataFrame:
-    """Paper beside reproduced for one aggregate, with Δ = reproduced − paper and a verdict.
+def compare(table: pd.DataFrame, paper: pd.DataFrame, aggregate: str | None, smoke: bool,
+            not_run: dict[str, str] | None = None, keys: tuple[str, ...] = ("setting", "method", "alpha")) -> pd.DataFrame:
+    """Paper beside reproduced, with Δ = reproduced − paper and a verdict, matched on ``keys``.
 
-    ``not_run`` maps a setting that this run cannot compute to the reason, shown as its verdict.
+    ``aggregate`` selects the across-category aggregate of ``table`` (None: ``table`` is already
+    one value per cell); ``not_run`` maps a setting this run cannot compute to the reason.
     """
-    ours = table[(table["aggregate"] == aggregate) & (table["category"] == "all")]
-    keys = ["setting", "method", "alpha"]
+    ours = table if aggregate is None else table[(table["aggregate"] == aggregate) & (table["category"] == "all")]
+    keys = list(keys)
     merged = paper.rename(columns={"value": "paper"}).merge(
         ours[keys + ["value"]].rename(columns={"value": "reproduced"}), on=keys, how="left")
     merged["delta"] = merged["reproduced"] - merged["paper"]
@@ -86,17 +87,18 @@ def compare(table: pd.DataFrame, paper: pd.DataFrame, aggregate: str, smoke: boo
     return merged
 
 
-def comparison_view(comparison: pd.DataFrame, smoke: bool):
-    """Styled view: one row per (setting, method); per threshold the paper, ours and Δ (coloured)."""
-    wide = comparison.pivot_table(index=["setting", "method"], columns="alpha",
-                                  values=["paper", "reproduced", "delta"], sort=False)
-    wide = wide.swaplevel(axis=1).sort_index(axis=1, level=0, sort_remaining=False)
-    wide = wide.reindex(columns=pd.MultiIndex.from_product(
-        [sorted(comparison["alpha"].unique()), ["paper", "reproduced", "delta"]]))
+def comparison_view(comparison: pd.DataFrame, smoke: bool, caption: str = "PCK (%) on SPair-71k, bbox threshold"):
+    """Styled view: one row per cell key; per threshold the paper, ours and Δ (coloured), and the verdict."""
+    index = [c for c in ("setting", "method") if c in comparison]
+    wide = comparison.pivot_table(index=index, columns="alpha", values=["paper", "reproduced", "delta"],
+                                  sort=False, dropna=False)
+    alphas = list(dict.fromkeys(comparison["alpha"]))
+    wide = wide.reindex(columns=pd.MultiIndex.from_product([["paper", "reproduced", "delta"], alphas]))
+    wide = wide.swaplevel(axis=1).reindex(columns=pd.MultiIndex.from_product([alphas, ["paper", "reproduced", "delta"]]))
     wide.columns = pd.MultiIndex.from_tuples(
         [(f"PCK@{alpha:.2f}", {"reproduced": "ours", "delta": "Δ"}.get(what, what)) for alpha, what in wide.columns])
     deltas = [c for c in wide.columns if c[1] == "Δ"]
-    verdicts = comparison.groupby(["setting", "method"], sort=False)["verdict"].agg(lambda v: "; ".join(dict.fromkeys(v)))
+    verdicts = comparison.groupby(index, sort=False)["verdict"].agg(lambda v: "; ".join(dict.fromkeys(v)))
     wide[("", "verdict")] = verdicts.reindex(wide.index)
 
     def colour(value: float) -> str:
@@ -106,8 +108,7 @@ def comparison_view(comparison: pd.DataFrame, smoke: bool):
 
     numbers = [c for c in wide.columns if c[1] != "verdict"]
     return (wide.style.format("{:.1f}", subset=numbers, na_rep="–").format("{:+.1f}", subset=deltas, na_rep="–")
-            .map(colour, subset=deltas)
-            .set_caption("PCK (%) on SPair-71k, bbox threshold; Δ = ours − paper"))
+            .map(colour, subset=deltas).set_caption(f"{caption}; Δ = ours − paper"))
 
 
 def aggregate_view(table: pd.DataFrame) -> pd.DataFrame:
@@ -331,3 +332,36 @@ def manifest_view() -> pd.DataFrame:
         rows.append({"name": manifest.get("name", path.stem), "kind": manifest.get("kind"), "source": source,
                      "licence": manifest.get("licence"), "citation": manifest.get("citation")})
     return pd.DataFrame(rows).set_index("name")
+
+
+def per_dataset_views(comparison: pd.DataFrame, smoke: bool) -> None:
+    """Display one paper-vs-ours table per benchmark (Table 5)."""
+    from IPython.display import Markdown, display
+
+    for dataset, rows in comparison.groupby("dataset", sort=False):
+        display(Markdown(f"**{dataset}**"))
+        threshold = "bbox" if dataset == "SPair-71k" else "image size" if dataset == "PF-Pascal" else "α·max(H, W), ≤"
+        display(comparison_view(rows, smoke, caption=f"PCK (%) on {dataset}, threshold {threshold}"))
+
+
+def plot_table5(comparison: pd.DataFrame):
+    """PCK of the four DINOv2 variants per benchmark column: paper vs ours."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = comparison.assign(column=comparison["dataset"] + " @" + comparison["alpha"].map("{:.2f}".format))
+    rows = rows.melt(id_vars=["setting", "column"], value_vars=["paper", "reproduced"], var_name="source",
+                     value_name="PCK")
+    grid = sns.catplot(data=rows, x="setting", y="PCK", hue="source", col="column", col_wrap=5, kind="bar",
+                       height=2.4, aspect=1.1, palette=["#8c8c8c", "#2f6fdf"])
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("", "PCK (%)")
+    plt.close(grid.figure)
+    return grid.figure
+
+
+def glue_table5(comparison: pd.DataFrame) -> None:
+    """Glue Fuse's and DINOv2's headline cells of Table 5."""
+    for _, row in comparison[comparison["setting"].isin(["Fuse", "DINOv2"])].iterrows():
+        key = f"table5_{row['setting'].lower()}_{row['dataset'].replace('/', '_').replace('-', '').replace('.', '')}"
+        glue_value(f"{key}_{int(round(row['alpha'] * 100)):02d}", row["reproduced"])

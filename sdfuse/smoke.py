@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 
 from .datasets.synthetic import make_spair_like
+from .datasets.synthetic_formats import make_cub_like, make_pfpascal_like, make_tss_like
 from .features.architectures import SD15_SCHEDULER, SMOKE_DINO, SMOKE_TEXT_ENCODER, SMOKE_UNET, SMOKE_VAE
 
 log = logging.getLogger(__name__)
 
-SMOKE_VERSION = "1"
+SMOKE_VERSION = "2"
 """Bumped whenever the generated assets change; a stale smoke folder is rebuilt."""
 
 
@@ -86,6 +87,9 @@ def ensure_smoke_assets(root: str | os.PathLike) -> Path:
         make_smoke_sd(tmp / "models" / "sd")
         make_smoke_dino(tmp / "models" / "dino")
         make_spair_like(tmp / "SPair-71k")
+        make_pfpascal_like(tmp)
+        make_tss_like(tmp)
+        make_cub_like(tmp)
         (tmp / "VERSION").write_text(SMOKE_VERSION + "\n")
         if root.exists():
             shutil.rmtree(root)

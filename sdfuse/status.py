@@ -55,6 +55,28 @@ def _fig2_results(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns={"quantity": "cell"})[["cell", "value"]]
 
 
+def _table5_paper() -> pd.DataFrame:
+    return _cells5(paper.table5())
+
+
+def _cells5(frame: pd.DataFrame) -> pd.DataFrame:
+    cell = frame["setting"] + " · " + frame["dataset"] + " · PCK@" + frame["alpha"].map("{:.2f}".format)
+    return pd.DataFrame({"cell": cell, "value": frame["value"]})
+
+
+def _table5_results(frame: pd.DataFrame) -> pd.DataFrame:
+    from .tables import table5_headline
+
+    return _cells5(table5_headline(frame, form="paper"))
+
+
+def _table8_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    if "aggregate" in frame:
+        frame = frame[(frame["aggregate"] == "keypoint_pooled") & (frame["category"] == "all")]
+    return pd.DataFrame({"cell": frame["setting"] + " · PCK@" + frame["alpha"].map("{:.2f}".format),
+                         "value": frame["value"]})
+
+
 TABLE7_COLUMNS = (("SD", "correct match"), ("SD", "false match"), ("DINO", "correct match"), ("DINO", "false match"))
 
 
@@ -76,9 +98,12 @@ TABLES: tuple[TableSpec, ...] = (
               {"projection": PROJECTION}),
     TableSpec("table3", "Table 3: fusion strategy", "03_fusion_strategy", "table3", lambda: _pck_cells(paper.table3()),
               _pck_cells, 1.0),
+    TableSpec("table5", "Table 5: DINOv2 variants", "05_dino_variants", "table5", _table5_paper, _table5_results, 1.0),
     TableSpec("table6", "Table 6: outcomes", "06_outcomes", "table6", _table6_paper, _table6_results, 1.0),
     TableSpec("fig2", "Fig. 2: conditional probabilities", "06_outcomes", "fig2", _fig2_paper, _fig2_results, 2.0),
     TableSpec("table7", "Table 7: relative distances", "06_outcomes", "table7", _table7_paper, _table7_results, 0.02),
+    TableSpec("table8", "Table 8: CUB-200", "08_cub200", "table8", lambda: _table8_cells(paper.table8()), _table8_cells,
+              1.0, {name: "cited baseline (paper's number only)" for name in paper.TABLE8_BASELINES}),
 )
 
 

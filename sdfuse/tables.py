@@ -10,6 +10,11 @@ import numpy as np
 import pandas as pd
 
 from .datasets import Pair
+from .datasets.cub import CUB_ALPHAS, load_cub
+from .datasets.pfpascal import PF_PASCAL_ALPHAS, load_pfpascal
+from .datasets.tss import TSS_PAIR_FOLDERS, load_tss
+from .dense import evaluate_tss, tss_summary
+from .dino_variants import BilateralFilter
 from .evaluation import REFERENCE_SUM_BUG, Method, evaluate
 from .fusion import STRATEGIES
 from .metrics import SPAIR_ALPHAS, pck_table
@@ -83,3 +88,65 @@ def outcomes(run: Run, alpha: float = 0.5) -> pd.DataFrame:
     methods = {"SD": Method("SD", pca_dim=run.pca_dim), "DINO": Method("DINO"),
                "Fuse": Method("Fuse", pca_dim=run.pca_dim, alpha=alpha)}
     return outcome_records(pairs, methods, run.grid, run.sd_features, run.dino_features, progress=run.progress)
+
+
+def table5_methods(run: Run, bilateral: BilateralFilter = BilateralFilter(), ensemble_blocks=(9, 11)) -> dict[str, Method]:
+    """Supp. Table 5's rows: DINOv2, Filter-ViT and Ensemble-ViT (both reconstructed, AMBIG-5), Fuse."""
+    return {"DINOv2": Method("DINO"), "Filter": Method("DINO", dino_filter=bilateral),
+            "Ensemble": Method("DINO", dino_blocks=tuple(ensemble_blocks)), "Fuse": Method("Fuse", pca_dim=run.pca_dim)}
+
+
+def _keypoint_pck(run: Run, pairs: list[Pair], methods: dict[str, Method], alphas, dataset: str) -> pd.DataFrame:
+    images = sorted({p.src_image for p in pairs} | {p.trg_image for p in pairs})
+    run.sd_features.prefill(images, progress=run.progress)
+    run.dino_features.prefill(images, progress=run.progress)
+    records = evaluate(pairs, methods, run.grid, run.sd_features, run.dino_features, progress=run.progress)
+    table = pck_table(records, alphas, by=("method",))
+    table.insert(0, "setting", table.pop("method"))
+    table.insert(1, "method", table["setting"].map(lambda name: methods[name].kind))
+    table.insert(2, "dataset", dataset)
+    return table
+
+
+def table5(run: Run, bilateral: BilateralFilter = BilateralFilter(), ensemble_blocks=(9, 11),
+           tss_true_division: bool = False) -> pd.DataFrame:
+    """Supp. Table 5 (DINOv2 variants) on SPair-71k, PF-Pascal and TSS.
+
+    SPair-71k and PF-Pascal rows as the keypoint tables (PF-Pascal: image-size threshold, α ∈
+    {0.05, 0.10, 0.15}, all 299 pairs); TSS rows per subset (mean over images, PCK@α with ≤) and
+    "Avg." weighted by pair folders, each in the ``paper`` and ``reference`` forms (AMBIG-11) in
+    the ``form`` column.
+    """
+    methods = table5_methods(run, bilateral, ensemble_blocks)
+    spair = _keypoint_pck(run, run.spair_pairs(), methods, SPAIR_ALPHAS, "SPair-71k")
+    pascal = _keypoint_pck(run, load_pfpascal(run.pfpascal_root), methods, PF_PASCAL_ALPHAS, "PF-Pascal")
+    samples = load_tss(run.tss_root)
+    counts = TSS_PAIR_FOLDERS if not run.is_smoke else None
+    tss = tss_summary(evaluate_tss(samples, methods, run, tss_true_division), samples, counts)
+    tss = pd.DataFrame({"setting": tss["method"], "method": tss["method"].map(lambda name: methods[name].kind),
+                        "dataset": "TSS/" + tss["subset"], "alpha": tss["alpha"],
+                        "aggregate": np.where(tss["subset"] == "Avg.", "pair_folder_weighted", "per_image_mean"),
+                        "category": "all", "value": tss["value"], "form": tss["form"]})
+    keypoints = pd.concat([spair, pascal], ignore_index=True).assign(form="paper")
+    return pd.concat([keypoints, tss], ignore_index=True)
+
+
+def table8(run: Run, classes: tuple[int, ...] = (1, 2, 3), fusion_alphas=(0.5, 0.8)) -> pd.DataFrame:
+    """Supp. Table 8: CUB-200 under the ASIC protocol (PROTOCOL §9): DINOv2, SD and Fuse at two α.
+
+    Each 256-px crop is the image (upsampled to the SD and DINO inputs, AMBIG-13); PCK at α·256,
+    all ordered pairs within a class; ASIC pools keypoints over all pairs ("keypoint_pooled"), the
+    mean over the classes is the "category_mean" row.
+    """
+    methods = {"DINOv2": Method("DINO"), "SD": Method("SD", pca_dim=run.pca_dim)}
+    methods |= {f"Fuse α={a:g}": Method("Fuse", pca_dim=run.pca_dim, alpha=a) for a in fusion_alphas}
+    pairs = load_cub(run.cub_root, tuple(classes), cache_dir=run.derived_dir)
+    return _keypoint_pck(run, pairs, methods, CUB_ALPHAS, "CUB-200")
+
+
+def table5_headline(table: pd.DataFrame, form: str = "paper") -> pd.DataFrame:
+    """One value per (setting, dataset, alpha) of :func:`table5`: mean of per-category PCK for the
+    keypoint datasets, per-image mean (subsets) and pair-folder-weighted mean (Avg.) for TSS."""
+    keep = table["aggregate"].isin(["category_mean", "per_image_mean", "pair_folder_weighted"])
+    rows = table[keep & (table["category"] == "all") & (table["form"] == form)]
+    return rows[["setting", "method", "dataset", "alpha", "value"]].reset_index(drop=True)

@@ -7,17 +7,9 @@ from PIL import Image
 
 from .datasets.pairs import Pair
 from .evaluation import Method, pair_features
-from .fusion import l2_normalize
 from .geometry import DINO_PATCH, resize_pad
+from .matching import dense_nearest
 from .profiles import Run
-
-
-def dense_nearest(src_desc: torch.Tensor, trg_desc: torch.Tensor, chunk: int = 1024) -> np.ndarray:
-    """For every target token, the most cosine-similar source token; similarity built ``chunk`` rows
-    at a time so memory stays bounded at any grid size."""
-    src = l2_normalize(src_desc.float())
-    trg = l2_normalize(trg_desc.float())
-    return torch.cat([(trg[i:i + chunk] @ src.T).argmax(dim=1) for i in range(0, len(trg), chunk)]).numpy()
 
 
 def position_colours(grid: int) -> np.ndarray:
