@@ -48,7 +48,7 @@ def test_notebook_writes_the_14_row_table(book_root):
 
 def test_every_notebook_writes_its_results(book_root):
     results = book_root / "results" / "smoke"
-    for name in ("table1", "table2", "table3", "alpha_sweep", "table6", "fig2", "table7"):
+    for name in ("table1", "table2", "table3", "alpha_sweep", "table5", "table6", "fig2", "table7", "table8"):
         frame = pd.read_csv(results / f"{name}.csv")
         assert len(frame) > 0 and frame["value"].notna().any(), name
     table6 = pd.read_csv(results / "table6.csv")
@@ -76,9 +76,10 @@ def test_status_page_lists_every_cell(book_root):
 
     status = status_table(book_root / "results")
     assert set(status["profile"]) == {"smoke"}
-    assert len(status) == 42 + 24 + 12 + 8 + 4 + 8
+    assert len(status) == 42 + 24 + 12 + 40 + 8 + 4 + 8 + 20
     assert (status.loc[status["cell"].str.startswith("projection"), "verdict"].str.startswith("not run: needs the ODISE")).all()
-    assert status["reproduced"].notna().sum() == len(status) - 6
+    assert (status.loc[status["cell"].str.startswith("ASIC"), "verdict"] == "not run: cited baseline (paper's number only)").all()
+    assert status["reproduced"].notna().sum() == len(status) - 6 - 8
     page = (book_root / "_build" / "html" / "book" / "tables" / "00_status.html").read_text()
     assert "smoke run: not comparable" in page and "not run: needs the ODISE" in page
     run_page = (book_root / "_build" / "html" / "book" / "tables" / "99_run.html").read_text()
