@@ -14,10 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# A failing notebook does not stop the others or the book: its page shows the error, and
+# `make book` exits non-zero after building.
 book: setup
-	$(BIN)/sdfuse reproduce --profile smoke
-	$(BIN)/jupyter-book build . -W -n --keep-going
-	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+	@$(BIN)/sdfuse reproduce --profile smoke; status=$$?; \
+	$(BIN)/jupyter-book build . -W -n --keep-going || exit 1; \
+	echo "The book is at file://$(CURDIR)/_build/html/index.html"; \
+	exit $$status
 
 test: setup
 	$(BIN)/python -m pytest

@@ -83,6 +83,9 @@ def _execute(name: str, stem: str, params: dict, out_dir: Path, kernel: str) -> 
         papermill.execute_notebook(str(NOTEBOOK_DIR / f"{stem}.ipynb"), str(out_dir / f"{stem}.ipynb"),
                                    parameters=params, kernel_name=kernel, cwd=str(out_dir), progress_bar=False)
         return NotebookRun(name, stem, "ok", time.perf_counter() - start)
+    except papermill.PapermillExecutionError as error:
+        message = f"{error.ename}: {error.evalue} (in cell [{error.exec_count}] of {out_dir / f'{stem}.ipynb'})"
     except Exception as error:  # noqa: BLE001 - any notebook failure is recorded; the others still run
-        log.error("%s failed: %s", stem, error)
-        return NotebookRun(name, stem, "failed", time.perf_counter() - start, f"{type(error).__name__}: {error}"[:2000])
+        message = f"{type(error).__name__}: {error}"
+    log.info("%s failed: %s", stem, message)
+    return NotebookRun(name, stem, "failed", time.perf_counter() - start, message[:2000])

@@ -84,3 +84,30 @@ def test_status_page_lists_every_cell(book_root):
     assert "smoke run: not comparable" in page and "not run: needs the ODISE" in page
     run_page = (book_root / "_build" / "html" / "book" / "tables" / "99_run.html").read_text()
     assert "01_unet_layers" in run_page and "CreativeML OpenRAIL-M" in run_page
+
+
+def test_a_failing_notebook_does_not_stop_the_others_and_shows_in_the_book(book_root, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from sdfuse.runner import reproduce
+
+    copy = tmp_path / "book"
+    shutil.copytree(book_root, copy, ignore=shutil.ignore_patterns("_build"))
+    runs = reproduce("smoke", only=["table8"], parameters={"cub_classes": [999]}, root=copy)
+    assert [(r.name, r.status) for r in runs] == [("table8", "failed"), ("status", "ok"), ("run", "ok")]
+    assert "CUB class 999" in runs[0].error and "in cell [" in runs[0].error
+    build = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(copy), "-W", "-n",
+                            "--keep-going"], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout[-3000:]
+    html = copy / "_build" / "html" / "book" / "tables"
+    assert "An Exception was encountered" in (html / "08_cub200.html").read_text()
+    status_page = (html / "00_status.html").read_text()
+    assert "failed in the last run (see its page)" in status_page
+    from sdfuse.status import status_table
+
+    status = status_table(copy / "results")
+    table8 = status[status["table"] == "Table 8: CUB-200"]
+    assert set(table8["verdict"]) == {"failed in the last run (see its page)"} and table8["reproduced"].isna().all()
+    assert (status[status["table"] == "Table 1: UNet layers"]["reproduced"].notna()).all()
