@@ -98,17 +98,23 @@ def comparison_view(comparison: pd.DataFrame, smoke: bool, caption: str = "PCK (
     wide.columns = pd.MultiIndex.from_tuples(
         [(f"PCK@{alpha:.2f}", {"reproduced": "ours", "delta": "Δ"}.get(what, what)) for alpha, what in wide.columns])
     deltas = [c for c in wide.columns if c[1] == "Δ"]
-    verdicts = comparison.groupby(index, sort=False)["verdict"].agg(lambda v: "; ".join(dict.fromkeys(v)))
-    wide[("", "verdict")] = verdicts.reindex(wide.index)
+    numbers = list(wide.columns)
+    if smoke:
+        caption += "; smoke run: the differences are not comparable"
+    else:
+        verdicts = comparison.groupby(index, sort=False)["verdict"].agg(lambda v: "; ".join(dict.fromkeys(v)))
+        wide[("", "verdict")] = verdicts.reindex(wide.index)
 
     def colour(value: float) -> str:
         if smoke or pd.isna(value):
             return "color: #777"
         return "color: #1a7f37" if abs(value) <= TOLERANCE else "color: #cf222e; font-weight: bold"
 
-    numbers = [c for c in wide.columns if c[1] != "verdict"]
-    return (wide.style.format("{:.1f}", subset=numbers, na_rep="–").format("{:+.1f}", subset=deltas, na_rep="–")
-            .map(colour, subset=deltas).set_caption(f"{caption}; Δ = ours − paper"))
+    styled = (wide.style.format("{:.1f}", subset=numbers, na_rep="–").format("{:+.1f}", subset=deltas, na_rep="–")
+              .map(colour, subset=deltas).set_caption(f"{caption}; Δ = ours − paper"))
+    if not smoke:
+        styled = styled.map(_verdict_colour, subset=[("", "verdict")])
+    return styled
 
 
 def aggregate_view(table: pd.DataFrame) -> pd.DataFrame:
