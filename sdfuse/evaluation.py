@@ -17,6 +17,7 @@ from .datasets.pairs import Pair
 from .dino_variants import BilateralFilter, filter_tokens, guide_image
 from .errors import ConfigError
 from .features.cache import CachedExtractor
+from .features.projection import projection_descriptor
 from .fusion import STRATEGIES, assemble_sd, co_pca_layers, combine, l2_normalize
 from .geometry import DINO_PATCH
 from .matching import index_to_pixel, keypoint_rows, similarity_rows
@@ -35,7 +36,8 @@ class Method:
     layer (§3.1); ``alpha`` the weight on SD; ``fusion`` a strategy of
     :data:`sdfuse.fusion.STRATEGIES` or of :data:`REFERENCE_SUM_BUG`; ``dino_blocks`` the DINOv2
     blocks whose L2-normalised tokens are concatenated (one block: the raw tokens; Ensemble-ViT:
-    (9, 11)); ``dino_filter`` a joint bilateral filter on the DINO map (Filter-ViT).
+    (9, 11)); ``dino_filter`` a joint bilateral filter on the DINO map (Filter-ViT); ``reduction``
+    "co-pca" (§3.1) or "projection" (ODISE's trained heads, §3.3, layers 2/5/8 only).
     """
 
     kind: str
@@ -45,6 +47,7 @@ class Method:
     fusion: str = "concat_normalized"
     dino_blocks: tuple[int, ...] = (11,)
     dino_filter: BilateralFilter | None = None
+    reduction: str = "co-pca"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -55,6 +58,8 @@ class Method:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.fusion not in STRATEGIES and self.fusion not in REFERENCE_SUM_BUG:
             raise ConfigError(f"unknown fusion {self.fusion!r}")
+        if self.reduction not in ("co-pca", "projection"):
+            raise ConfigError(f"reduction must be 'co-pca' or 'projection', got {self.reduction!r}")
 
     @property
     def uses_sd(self) -> bool:
@@ -74,13 +79,16 @@ class PairFeatures:
     grid: int
     first_in_category: bool = False
     guides: tuple[torch.Tensor, torch.Tensor] | None = None
+    projected: tuple[dict, dict] | None = None
 
     def descriptors(self, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
         """(G², D) source and target descriptors of ``method`` (PROTOCOL §3.1, §4, §5)."""
         out = []
         for side in (0, 1):
             sd = dino = None
-            if method.uses_sd:
+            if method.uses_sd and method.reduction == "projection":
+                sd = projection_descriptor(self.projected[side], self.grid)
+            elif method.uses_sd:
                 maps = {layer: self.sd_pca[(layer, method.pca_dim)][side] for layer in method.sd_layers}
                 sd = assemble_sd(maps, method.sd_layers, self.grid)
             if method.uses_dino:
@@ -100,10 +108,12 @@ class PairFeatures:
 
 
 def pair_features(pair: Pair, methods: dict[object, Method], grid: int, sd: CachedExtractor | None,
-                  dino: CachedExtractor | None, first_in_category: bool = False) -> PairFeatures:
+                  dino: CachedExtractor | None, first_in_category: bool = False,
+                  projection: CachedExtractor | None = None) -> PairFeatures:
     """Load the pair's cached features and run each needed co-PCA once (PROTOCOL §3.1)."""
     sd_pca: dict = {}
-    needs = {(layer, m.pca_dim) for m in methods.values() if m.uses_sd for layer in m.sd_layers}
+    needs = {(layer, m.pca_dim) for m in methods.values() if m.uses_sd and m.reduction == "co-pca"
+             for layer in m.sd_layers}
     if needs:
         src_maps, trg_maps = sd.get(pair.src_image), sd.get(pair.trg_image)
         for dim in sorted({d for _, d in needs}):
@@ -118,7 +128,12 @@ def pair_features(pair: Pair, methods: dict[object, Method], grid: int, sd: Cach
     guides = None
     if any(m.dino_filter is not None for m in methods.values()):
         guides = (guide_image(pair.src_image, grid), guide_image(pair.trg_image, grid))
-    return PairFeatures(sd_pca, dino_maps, grid, first_in_category, guides)
+    projected = None
+    if any(m.uses_sd and m.reduction == "projection" for m in methods.values()):
+        if projection is None:
+            raise ConfigError("the projection reduction needs the ODISE checkpoint: pass captioner_checkpoint=...")
+        projected = (projection.get(pair.src_image), projection.get(pair.trg_image))
+    return PairFeatures(sd_pca, dino_maps, grid, first_in_category, guides, projected)
 
 
 def pair_keypoints(pair: Pair, grid: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
@@ -138,8 +153,9 @@ def _first_positions(pairs: list[Pair]) -> set[int]:
     return first
 
 
-def evaluate(pairs: list[Pair], methods: dict[str, Method], grid: int,
-             sd: CachedExtractor | None, dino: CachedExtractor | None, progress: bool = True) -> pd.DataFrame:
+def evaluate(pairs: list[Pair], methods: dict[str, Method], grid: int, sd: CachedExtractor | None,
+             dino: CachedExtractor | None, progress: bool = True,
+             projection: CachedExtractor | None = None) -> pd.DataFrame:
     """Keypoint records (PROTOCOL §7.1) of every method on every pair.
 
     Columns: method (the key in ``methods``), pair (position in ``pairs``), pair_id, category,
@@ -152,13 +168,14 @@ def evaluate(pairs: list[Pair], methods: dict[str, Method], grid: int,
     for position, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):
         key = (pair.pair_id, position in first)
         if key not in done:
-            done[key] = _evaluate_pair(pair, methods, grid, sd, dino, position in first)
+            done[key] = _evaluate_pair(pair, methods, grid, sd, dino, position in first, projection)
         records += [{**row, "pair": position} for row in done[key]]
     return pd.DataFrame(records)
 
 
-def _evaluate_pair(pair: Pair, methods: dict[str, Method], grid: int, sd, dino, first: bool) -> list[dict]:
-    features = pair_features(pair, methods, grid, sd, dino, first)
+def _evaluate_pair(pair: Pair, methods: dict[str, Method], grid: int, sd, dino, first: bool,
+                   projection) -> list[dict]:
+    features = pair_features(pair, methods, grid, sd, dino, first, projection)
     trg_kps, rows, threshold, ids = pair_keypoints(pair, grid)
     out = []
     for name, method in methods.items():

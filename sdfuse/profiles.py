@@ -76,6 +76,17 @@ class Run:
         return CachedExtractor(SDFeatureExtractor(self.sd), self.cache_dir, "sd")
 
     @cached_property
+    def projection_features(self) -> CachedExtractor | None:
+        """SD features through ODISE's projection heads (supp. Table 2's first row); None without the checkpoint."""
+        if not self.sd.captioner_checkpoint:
+            return None
+        from .features.projection import ProjectedSDExtractor, ProjectionConfig
+
+        extractor = ProjectedSDExtractor(ProjectionConfig(self.sd, self.sd.captioner_checkpoint),
+                                         self.sd_features.extractor)
+        return CachedExtractor(extractor, self.cache_dir, "sd-projection")
+
+    @cached_property
     def dino_features(self) -> CachedExtractor:
         """DINOv2 block tokens per image, behind the feature cache."""
         return CachedExtractor(DinoFeatureExtractor(self.dino), self.cache_dir, "dino")

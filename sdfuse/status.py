@@ -91,7 +91,7 @@ def _table7_results(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"cell": cell, "value": frame["value"]})
 
 
-PROJECTION = "needs the ODISE checkpoint's projection heads (non-commercial licence)"
+PROJECTION = "needs the ODISE checkpoint (non-commercial licence): -p captioner_checkpoint=PATH"
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("table1", "Table 1: UNet layers", "01_unet_layers", "table1", lambda: _pck_cells(paper.table1()), _pck_cells, 1.0),
     TableSpec("table2", "Table 2: reduction", "02_reduction", "table2", lambda: _pck_cells(paper.table2()), _pck_cells, 1.0,

@@ -36,7 +36,9 @@ def spair_pck(run: Run, rows: dict[str, tuple[str, Method]], pairs: list[Pair] |
     """PCK of labelled methods on SPair-71k: ``rows`` maps an id to (setting label, method)."""
     pairs = pairs if pairs is not None else spair_pairs_with_features(run)
     methods = {key: method for key, (_, method) in rows.items()}
-    records = evaluate(pairs, methods, run.grid, run.sd_features, run.dino_features, progress=run.progress)
+    projection = run.projection_features if any(m.reduction == "projection" for m in methods.values()) else None
+    records = evaluate(pairs, methods, run.grid, run.sd_features, run.dino_features, progress=run.progress,
+                       projection=projection)
     table = pck_table(records, SPAIR_ALPHAS, by=("method",))
     keys = table.pop("method")
     table.insert(0, "setting", keys.map(lambda k: rows[k][0]))
@@ -57,13 +59,16 @@ def table2(run: Run) -> pd.DataFrame:
 
     Settings carry the paper's row labels ("PCA 384", "PCA 256", "PCA 128"); the ``pca_dim``
     column gives the d actually used (the same in the paper profile, scaled down in smoke). The
-    projection-layer row needs ODISE's trained heads and is not computed here.
+    "projection" row (ODISE's trained heads, PROTOCOL §3.3) is computed when the run has the ODISE
+    checkpoint (``captioner_checkpoint``); otherwise it is absent.
     """
     labels = [label for label in TABLE2_PCK if label.startswith("PCA")]
     rows = {f"{kind} {label}": (label, Method(kind, pca_dim=d))
             for label, d in zip(labels, run.pca_sweep) for kind in ("SD", "Fuse")}
+    if run.projection_features is not None:
+        rows |= {f"{kind} projection": ("projection", Method(kind, reduction="projection")) for kind in ("SD", "Fuse")}
     table = spair_pck(run, rows)
-    table.insert(3, "pca_dim", table["setting"].map(dict(zip(labels, run.pca_sweep))))
+    table.insert(3, "pca_dim", table["setting"].map(dict(zip(labels, run.pca_sweep))).astype("Int64"))
     return table
 
 

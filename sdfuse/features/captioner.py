@@ -60,8 +60,8 @@ class ImplicitCaptioner(nn.Module):
         return context, offset[:, 0]
 
 
-def read_captioner_state(path: str) -> dict[str, torch.Tensor]:
-    """The captioner tensors of an ODISE checkpoint (.pth read with weights_only=True, or .safetensors)."""
+def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
+    """All tensors of an ODISE checkpoint (.pth read with weights_only=True, or .safetensors)."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise WeightsNotFoundError(
@@ -71,14 +71,18 @@ def read_captioner_state(path: str) -> dict[str, torch.Tensor]:
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        raw = load_file(str(file))
-    else:
-        raw = torch.load(str(file), map_location="cpu", weights_only=True)
-        raw = raw.get("model", raw)
+        return load_file(str(file))
+    raw = torch.load(str(file), map_location="cpu", weights_only=True)
+    return raw.get("model", raw)
+
+
+def read_captioner_state(path: str) -> dict[str, torch.Tensor]:
+    """The four implicit-captioner tensors of an ODISE checkpoint."""
+    raw = read_checkpoint(path)
     state = {k.removeprefix(ODISE_PREFIX): v for k, v in raw.items() if k.removeprefix(ODISE_PREFIX) in CAPTIONER_KEYS}
     missing = sorted(set(CAPTIONER_KEYS) - set(state))
     if missing:
-        raise WeightsNotFoundError(f"{file} lacks the implicit-captioner tensors {missing}; is it an ODISE checkpoint?")
+        raise WeightsNotFoundError(f"{path} lacks the implicit-captioner tensors {missing}; is it an ODISE checkpoint?")
     return {k: v.float() for k, v in state.items()}
 
 
