@@ -96,3 +96,13 @@ def patch_index(cells: np.ndarray, grid: int) -> np.ndarray:
     """Row-major token index grid·row + col of (col, row) cells (PROTOCOL §3.1, §6)."""
     cells = np.asarray(cells, dtype=np.int64)
     return cells[..., 1] * grid + cells[..., 0]
+
+
+def unmap_keypoints(kps: np.ndarray, width: int, height: int, target: int) -> np.ndarray:
+    """Inverse of :func:`map_keypoints`: frame points back to original pixels of a W×H image."""
+    kps = np.asarray(kps, dtype=np.float64).reshape(-1, 2).copy()
+    if height < width:
+        kps[:, 1] -= int((target - _np_round(target * height / width)) / 2)
+    elif width < height:
+        kps[:, 0] -= int((target - _np_round(target * width / height)) / 2)
+    return kps / (target / max(width, height))
