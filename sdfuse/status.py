@@ -108,8 +108,11 @@ TABLES: tuple[TableSpec, ...] = (
 
 
 def profiles_present(results_root: Path) -> list[str]:
-    """Profile folders under ``results/`` (smoke first, then paper, then any other)."""
-    found = sorted(p.name for p in Path(results_root).iterdir() if p.is_dir()) if Path(results_root).is_dir() else []
+    """Profile folders under ``results/`` — those holding a run record or results tables (smoke first,
+    then paper, then any other); ``results/benchmark/`` is not a profile."""
+    root = Path(results_root)
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and ((p / "runs.json").is_file() or any(p.glob("*.csv")))) \
+        if root.is_dir() else []
     order = {"smoke": 0, "paper": 1}
     return sorted(found, key=lambda name: (order.get(name, 2), name))
 

@@ -111,3 +111,19 @@ def test_a_failing_notebook_does_not_stop_the_others_and_shows_in_the_book(book_
     table8 = status[status["table"] == "Table 8: CUB-200"]
     assert set(table8["verdict"]) == {"failed in the last run (see its page)"} and table8["reproduced"].isna().all()
     assert (status[status["table"] == "Table 1: UNet layers"]["reproduced"].notna()).all()
+
+
+def test_run_page_reads_a_benchmark_result(tmp_path):
+    from sdfuse.report import benchmark_table
+    from sdfuse.status import profiles_present
+
+    folder = tmp_path / "benchmark"
+    folder.mkdir()
+    summary = [{"id": "vae_decoder_passes", "metric": "VAE decoder passes", "value": 0, "unit": "passes",
+                "target": "== 0", "met": True},
+               {"id": "matching_per_pair_s", "metric": "Per-pair matching", "value": 0.43, "unit": "s",
+                "target": "<= 0.25", "met": False}]
+    (folder / "benchmark.json").write_text(json.dumps({"schema": "sdfuse-benchmark/1", "summary": summary}))
+    table = benchmark_table(folder / "benchmark.json")
+    assert table.loc["VAE decoder passes", "met"] == "met" and table.loc["Per-pair matching", "value"] == 0.43
+    assert profiles_present(tmp_path) == []                     # a benchmark folder is not a profile
