@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup book test clean
+.PHONY: setup book test bench clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ book: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Benchmark (not part of the tests): backbone passes, per-image and per-pair costs, memory, cache size,
+# bf16 parity; writes results/benchmark/benchmark.{json,md}. BENCH_ARGS=--quick or --full (see benchmarks/README.md).
+bench: setup
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf _build book/tables results

@@ -43,6 +43,7 @@ def cmd_extract(args) -> int:
 
     from .errors import ConfigError
     from .profiles import resolve
+    from .shard import distributed, shard_images
 
     params = _parse_params(args.param)
     unknown = sorted(set(params) - set(inspect.signature(resolve).parameters) - {"profile"})
@@ -51,9 +52,12 @@ def cmd_extract(args) -> int:
     run = resolve(args.profile, **params)
     pairs = run.spair_pairs()
     images = sorted({p.src_image for p in pairs} | {p.trg_image for p in pairs})
-    sd_done = run.sd_features.prefill(images)
-    dino_done = run.dino_features.prefill(images)
-    print(f"{len(images)} images: extracted SD {sd_done}, DINOv2 {dino_done}; "
+    with distributed() as (rank, world_size):  # under torchrun: this rank's slice, barrier at the end
+        mine = shard_images(images, rank, world_size)
+        sd_done = run.sd_features.prefill(mine)
+        dino_done = run.dino_features.prefill(mine)
+    share = f"rank {rank}/{world_size}: {len(mine)} of " if world_size > 1 else ""
+    print(f"{share}{len(images)} images: extracted SD {sd_done}, DINOv2 {dino_done}; "
           f"the rest were already cached in {run.cache_dir}")
     return 0
 
@@ -173,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     except SdfuseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished feature-cache entries and results files are complete (they are written "
+              "atomically); run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

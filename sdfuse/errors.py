@@ -15,3 +15,18 @@ class WeightsNotFoundError(SdfuseError):
 
 class DatasetError(SdfuseError):
     """A dataset is missing, incomplete or malformed."""
+
+
+class StorageError(SdfuseError):
+    """A file could not be written: the disk is full, or the folder is not writable.
+
+    Nothing partial is left at the destination; the message names the path and what to do.
+    """
+
+
+class ResourceError(SdfuseError):
+    """The machine ran out of a resource (GPU or host memory) even after every fallback."""
+
+
+class UnsafeWeightsError(SdfuseError):
+    """A weight file is not plain tensors (a pickle with code in it): refused, never unpickled."""

@@ -58,6 +58,8 @@ class Method:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.fusion not in STRATEGIES and self.fusion not in REFERENCE_SUM_BUG:
             raise ConfigError(f"unknown fusion {self.fusion!r}")
+        if not self.sd_layers or not set(self.sd_layers) <= {2, 5, 8}:
+            raise ConfigError(f"sd_layers must be a non-empty subset of the paper's layers (2, 5, 8), got {self.sd_layers}")
         if self.reduction not in ("co-pca", "projection"):
             raise ConfigError(f"reduction must be 'co-pca' or 'projection', got {self.reduction!r}")
 

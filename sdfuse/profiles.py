@@ -111,6 +111,13 @@ class Run:
                 "tss_root": str(self.tss_root), "cub_root": str(self.cub_root)}
 
 
+def _integer(name: str, value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
 def resolve(profile: str = "smoke", *, data_root=None, pfpascal_root=None, tss_root=None, cub_root=None,
             cache_dir=None, results_dir=None,
             pairs_per_category: int | None = None, grid: int | None = None, device: str | None = None,
@@ -125,10 +132,11 @@ def resolve(profile: str = "smoke", *, data_root=None, pfpascal_root=None, tss_r
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     defaults = PROFILES[profile]
-    grid = defaults["grid"] if grid is None else int(grid)
+    grid = defaults["grid"] if grid is None else _integer("grid", grid)
     if grid <= 0:
         raise ConfigError(f"grid G must be positive, got {grid}")
-    pairs_per_category = defaults["pairs_per_category"] if pairs_per_category is None else int(pairs_per_category)
+    pairs_per_category = (defaults["pairs_per_category"] if pairs_per_category is None
+                          else _integer("pairs_per_category", pairs_per_category))
     if pairs_per_category < 0:
         raise ConfigError(f"pairs_per_category must be >= 0 (0 = all pairs), got {pairs_per_category}")
     device = _device(device or defaults["device"])

@@ -54,14 +54,23 @@ def banner(run: Run):
 
 
 def save_results(table: pd.DataFrame, run: Run, name: str) -> Path:
-    """Write ``results/<profile>/<name>.csv`` and its provenance JSON beside it; returns the CSV path."""
-    run.results_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``results/<profile>/<name>.csv`` and its provenance JSON beside it; returns the CSV path.
+
+    Both files are written atomically (:func:`sdfuse.storage.atomic_write`: temporary file, fsync,
+    rename), so a killed or failed run leaves the previous complete file or none, never a truncated
+    one; a full disk raises :class:`~sdfuse.errors.StorageError` naming the file. The CSV bytes
+    depend only on the table: ``\n`` line endings, floats written by pandas' shortest round-trip repr.
+    """
+    from .storage import atomic_write, atomic_write_text, remove_stray_tmp
+
+    remove_stray_tmp(run.results_dir, depth=0)                     # left by a killed earlier run
     path = run.results_dir / f"{name}.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    fix = "point results_dir to a writable disk with space"
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, lineterminator="\n"), what="the results table",
+                 fix=fix)
     record = collect(run.describe())
-    (run.results_dir / f"{name}.provenance.json").write_text(json.dumps(record, indent=1))
+    atomic_write_text(run.results_dir / f"{name}.provenance.json", json.dumps(record, indent=1),
+                      what="the provenance record", fix=fix)
     return path
 
 
@@ -325,6 +334,20 @@ def run_record_views(results_root: Path) -> None:
         rows += [(f"version of {k}", v) for k, v in packages.items()]
         rows += [(f"sha256 of data_manifests/{k}", v[:16] + "…") for k, v in manifests.items()]
         display(pd.DataFrame(rows, columns=["item", "value"]).set_index("item"))
+    benchmark = Path(results_root) / "benchmark" / "benchmark.json"
+    if benchmark.is_file():
+        record = json.loads(benchmark.read_text())
+        display(Markdown(f"## Benchmark\n\n`{record.get('command', 'make bench')}`, {record.get('generated_at', '')}, "
+                         f"mode {record.get('mode', '?')}, on {record.get('machine', {}).get('cpu', '?')}."))
+        display(benchmark_table(benchmark))
+
+
+def benchmark_table(path: Path) -> pd.DataFrame:
+    """The headline rows of a ``make bench`` result (``results/benchmark/benchmark.json``)."""
+    summary = json.loads(Path(path).read_text()).get("summary", [])
+    table = pd.DataFrame(summary, columns=["metric", "value", "unit", "target", "met"])
+    table["met"] = table["met"].map({True: "met", False: "missed"}).fillna("")
+    return table.set_index("metric")
 
 
 def manifest_view() -> pd.DataFrame:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .provenance import collect
+from .storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, parameters:
 
     Executed copies go to ``<root>/book/tables/``, results to ``<root>/results/<profile>/``, and the
     run record (status, wall time, provenance) to ``<root>/results/<profile>/runs.json``, rewritten
-    after each notebook. Each notebook receives the parameters it declares.
+    after each notebook (atomically: a killed run leaves the previous record or the new one). Each
+    notebook receives the parameters it declares.
     """
     names = only or list(NOTEBOOKS)
     unknown = sorted(set(names) - set(NOTEBOOKS))
@@ -70,7 +72,8 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, parameters:
         params = {k: v for k, v in common.items() if k in declared[stem]}
         runs.append(_execute(name, stem, params, out_dir, kernel))
         record["notebooks"] = [asdict(r) for r in runs]
-        (results_dir / "runs.json").write_text(json.dumps(record, indent=1))
+        atomic_write_text(results_dir / "runs.json", json.dumps(record, indent=1), what="the run record",
+                          fix="run with --root on a writable disk with space")
     return runs
 
 

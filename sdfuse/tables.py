@@ -89,9 +89,9 @@ def alpha_sweep(run: Run, alphas=tuple(np.round(np.linspace(0, 1, 11), 2))) -> p
 
 def outcomes(run: Run, alpha: float = 0.5) -> pd.DataFrame:
     """Per-keypoint records of SD, DINO and Fuse for supp. Tables 6, 7 and Fig. 2 (PROTOCOL §10)."""
-    pairs = spair_pairs_with_features(run)
     methods = {"SD": Method("SD", pca_dim=run.pca_dim), "DINO": Method("DINO"),
                "Fuse": Method("Fuse", pca_dim=run.pca_dim, alpha=alpha)}
+    pairs = spair_pairs_with_features(run)
     return outcome_records(pairs, methods, run.grid, run.sd_features, run.dino_features, progress=run.progress)
 
 

@@ -54,3 +54,8 @@ def test_extract_prefills_the_smoke_cache(smoke_root, tmp_path, capsys):
     assert "12 images: extracted SD 12, DINOv2 12" in capsys.readouterr().out
     assert main(["extract", "-p", f"cache_dir='{tmp_path}'"]) == 0
     assert "extracted SD 0, DINOv2 0" in capsys.readouterr().out
+
+
+def test_non_integer_grid_is_a_config_error(capsys):
+    assert main(["extract", "-p", "grid='abc'"]) == 2
+    assert "grid must be an integer" in capsys.readouterr().err

@@ -33,6 +33,8 @@ import scipy.io
 from PIL import Image
 
 from ..errors import DatasetError
+from ..images import open_rgb
+from .hints import fetch_hint, verify_hint
 from .pairs import Pair
 
 CROP_SIZE = 256
@@ -96,14 +98,16 @@ def crop_keypoints(kps: np.ndarray, x0: int, y0: int, side: int, size: int = CRO
 def read_part_locs(path: Path, image_ids: set[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """``parts/part_locs.txt`` rows ``image_id part_id x y visible`` → {image_id: ((15, 2), (15,) bool)}.
 
-    Only ``image_ids`` are kept; each must list parts 1…15 exactly once. Malformed lines raise
+    Only ``image_ids`` are kept; each must list parts 1…15 exactly once. Coordinates must be
+    finite and non-negative (pixels; invisible parts are 0, 0). Malformed lines raise
     :class:`DatasetError` with the file and 1-based line number.
     """
     parts: dict[int, dict[int, tuple[float, float, bool]]] = {i: {} for i in image_ids}
     try:
-        lines = path.read_text().splitlines()
-    except OSError as error:
-        raise DatasetError(f"CUB part locations not readable at {path} ({error})") from error
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        hint = fetch_hint("cub200", path.parent.parent)
+        raise DatasetError(f"CUB part locations not readable at {path} ({error}); {hint}") from error
     for number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
@@ -111,7 +115,8 @@ def read_part_locs(path: Path, image_ids: set[int]) -> dict[int, tuple[np.ndarra
         try:
             image_id, part_id, x, y, visible = (int(fields[0]), int(fields[1]), float(fields[2]),
                                                 float(fields[3]), int(fields[4]))
-            if len(fields) != 5 or not (math.isfinite(x) and math.isfinite(y)) or visible not in (0, 1):
+            if len(fields) != 5 or not (math.isfinite(x) and math.isfinite(y)) or visible not in (0, 1) \
+                    or x < 0 or y < 0:
                 raise ValueError
         except (ValueError, IndexError) as error:
             raise DatasetError(f"{path}, line {number}: expected 'image_id part_id x y visible(0/1)', "
@@ -165,7 +170,8 @@ def read_split(mat_path: Path, classes: tuple[int, ...]) -> list[CubRecord]:
     if not mat_path.is_file():
         raise DatasetError(
             f"CUB split file not found at {mat_path}. Download the CMR/ACSM cachedir.tar.gz (PROTOCOL §11) "
-            f"and unpack it into CUB_200_2011/ so that cachedir/cub/data/{mat_path.name} exists.")
+            f"and unpack it into CUB_200_2011/ so that cachedir/cub/data/{mat_path.name} exists: "
+            f"{fetch_hint('cub200', mat_path.parents[3])}.")
     try:
         images = scipy.io.loadmat(mat_path, struct_as_record=False, squeeze_me=True)["images"]
     except (KeyError, ValueError, OSError) as error:
@@ -181,9 +187,9 @@ def _cached_crop(root: Path, cache: Path, record: CubRecord) -> tuple[Path, int,
     if not target.is_file():
         source = root / "images" / record.rel_path
         try:
-            image = Image.open(source)
-        except OSError as error:
-            raise DatasetError(f"CUB image {source} cannot be opened ({error.__class__.__name__})") from error
+            image = open_rgb(source, hint=verify_hint("cub200", root))
+        except DatasetError as error:
+            raise DatasetError(f"CUB image {source} cannot be opened: {error}") from error
         try:
             crop = asic_crop(image, record.bbox)[0]
         except DatasetError as error:

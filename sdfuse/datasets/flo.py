@@ -3,6 +3,9 @@
 Layout (little-endian): float32 magic 202021.25, int32 width W, int32 height H, then H·W·2
 float32 values, row by row, with (u, v) interleaved per pixel. The reader checks every part of
 it and rejects a file that is not exactly that long, so a wrong size is never read as a flow.
+NaN and infinite values are rejected too (Middlebury marks unknown flow with finite values above
+1e9), unless the caller asks for them, as :func:`sdfuse.datasets.tss.read_sample` does to allow
+them where the validity mask excludes the pixel.
 """
 from __future__ import annotations
 
@@ -17,11 +20,16 @@ FLO_MAGIC = np.float32(202021.25)
 _HEADER_BYTES = 12
 
 
-def read_flo(path: str | Path) -> np.ndarray:
+UNKNOWN_FLOW_THRESH = 1e9
+"""Middlebury's convention: a flow component above this in magnitude means 'unknown'."""
+
+
+def read_flo(path: str | Path, allow_nonfinite: bool = False) -> np.ndarray:
     """Read a ``.flo`` file as an (H, W, 2) float32 array of (u, v) (PROTOCOL §8).
 
     Raises :class:`DatasetError` naming the file for a bad magic number, non-positive sizes,
-    or a payload that is shorter or longer than 2·W·H floats.
+    a payload that is shorter or longer than 2·W·H floats, or (unless ``allow_nonfinite``) a
+    NaN or infinite value.
     """
     path = Path(path)
     try:
@@ -40,8 +48,14 @@ def read_flo(path: str | Path) -> np.ndarray:
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "over-long"
         raise DatasetError(f"{path}: {kind} .flo file: {len(raw)} bytes, {width}×{height}×2 floats need {expected}")
-    data = np.frombuffer(raw, dtype="<f4", offset=_HEADER_BYTES)
-    return data.reshape(height, width, 2).astype(np.float32)
+    data = np.frombuffer(raw, dtype="<f4", offset=_HEADER_BYTES).reshape(height, width, 2).astype(np.float32)
+    if not allow_nonfinite:
+        bad = ~np.isfinite(data).all(axis=2)
+        if bad.any():
+            row, col = (int(v) for v in np.argwhere(bad)[0])
+            raise DatasetError(f"{path}: {int(bad.sum())} pixel(s) hold NaN or infinite flow, first at row {row}, "
+                               f"column {col}; Middlebury marks unknown flow with values above 1e9, never NaN")
+    return data
 
 
 def write_flo(path: str | Path, flow: np.ndarray) -> Path:

@@ -16,7 +16,8 @@ original target pixels, so α·840 in the 840 frame (AMBIG-10).
 
 Malformed rows are **rejected**, never skipped: the first bad row raises :class:`DatasetError`
 naming the CSV file and its row, counted as 1-based lines of the file (the header is row 1).
-Blank lines are ignored, as pandas does.
+Blank lines are ignored, as pandas does. Coordinates must be finite; image paths must be relative
+and stay under the data folder; images must exist and be readable (:func:`sdfuse.images.image_size`).
 """
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..errors import DatasetError
+from ..images import image_size
+from .hints import fetch_hint, verify_hint
 from .pairs import Pair
 
 PF_PASCAL_CLASSES = (
@@ -72,6 +74,8 @@ def _keypoints(x_text: str, y_text: str, columns: str) -> tuple[np.ndarray, np.n
     points = np.stack([xs, ys], axis=1)
     if np.isnan(points).any():
         raise _RowError(f"NaN in {columns[0]}/{columns[1]}")
+    if not np.isfinite(points).all():
+        raise _RowError(f"infinite value in {columns[0]}/{columns[1]}")
     visible = ~np.all(points == PADDING, axis=1)
     points[~visible] = 0.0
     return points, visible
@@ -86,28 +90,37 @@ def _check_inside(points: np.ndarray, visible: np.ndarray, size: tuple[int, int]
         raise _RowError(f"keypoint {k} at {tuple(points[k])} lies outside {image.name} ({width}×{height})")
 
 
-def _image_size(path: Path, sizes: dict[Path, tuple[int, int]]) -> tuple[int, int]:
-    """(W, H) from the image header, read once per file."""
+def _image_size(path: Path, sizes: dict[Path, tuple[int, int]], hint: str) -> tuple[int, int]:
+    """(W, H) from the image header, read once per file; a missing or unreadable image names the file."""
     if path not in sizes:
         try:
-            with Image.open(path) as image:
-                sizes[path] = image.size
-        except OSError as error:
-            raise _RowError(f"cannot open image {path} ({error.__class__.__name__})") from error
+            sizes[path] = image_size(path, hint=hint)
+        except DatasetError as error:
+            raise _RowError(str(error)) from error
     return sizes[path]
 
 
-def _read_row(cells: list[str], number: int, data_root: Path, sizes: dict[Path, tuple[int, int]]) -> Pair:
+def _image_path(text: str, data_root: Path, column: str) -> Path:
+    """A CSV image path resolved against the data folder; absolute paths and '..' are refused."""
+    relative = Path(text.strip())
+    if not text.strip() or relative.is_absolute() or ".." in relative.parts:
+        raise _RowError(f"{column} {text!r} is not a relative path like PF-dataset-PASCAL/JPEGImages/x.jpg")
+    return data_root / relative
+
+
+def _read_row(cells: list[str], number: int, data_root: Path, sizes: dict[Path, tuple[int, int]],
+              hint: str = "") -> Pair:
     """One CSV row → :class:`Pair` (PROTOCOL §7.2)."""
     if len(cells) != len(CSV_HEADER):
         raise _RowError(f"{len(cells)} columns, expected {len(CSV_HEADER)} ({','.join(CSV_HEADER)})")
-    src_path, trg_path = data_root / cells[0].strip(), data_root / cells[1].strip()
+    src_path = _image_path(cells[0], data_root, "source_image")
+    trg_path = _image_path(cells[1], data_root, "target_image")
     category = _class_name(cells[2].strip())
     src_kps, src_vis = _keypoints(cells[3], cells[4], ("XA", "YA"))
     trg_kps, trg_vis = _keypoints(cells[5], cells[6], ("XB", "YB"))
     if len(src_kps) != len(trg_kps):
         raise _RowError(f"{len(src_kps)} source keypoints (XA/YA) but {len(trg_kps)} target keypoints (XB/YB)")
-    src_size, trg_size = _image_size(src_path, sizes), _image_size(trg_path, sizes)
+    src_size, trg_size = _image_size(src_path, sizes, hint), _image_size(trg_path, sizes, hint)
     _check_inside(src_kps, src_vis, src_size, src_path)
     _check_inside(trg_kps, trg_vis, trg_size, trg_path)
     return Pair(
@@ -131,20 +144,27 @@ def load_pfpascal(root: str | Path, split: str = "test") -> list[Pair]:
         raise DatasetError(
             f"PF-PASCAL pair list not found at {csv_path}. Download PF-dataset-PASCAL.zip and "
             f"{split}_pairs_pf_pascal.csv (PROTOCOL §11, the reference's data/prepare_pfpascal.sh) so that "
-            f"{root}/JPEGImages/ and {csv_path.name} exist.")
+            f"{root}/JPEGImages/ and {csv_path.name} exist: {fetch_hint('pfpascal', root)}.")
     pairs: list[Pair] = []
     sizes: dict[Path, tuple[int, int]] = {}
-    with csv_path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        for cells in reader:
-            if not cells or not any(cell.strip() for cell in cells):
-                continue
-            if reader.line_num == 1 and tuple(cell.strip() for cell in cells) == CSV_HEADER:
-                continue
-            try:
-                pairs.append(_read_row(cells, len(pairs) + 1, root.parent, sizes))
-            except _RowError as error:
-                raise DatasetError(f"{csv_path}, row {reader.line_num}: {error}") from error
+    hint = verify_hint("pfpascal", root)
+    line = 0
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            for cells in reader:
+                line = reader.line_num
+                if not cells or not any(cell.strip() for cell in cells):
+                    continue
+                if reader.line_num == 1 and tuple(cell.strip() for cell in cells) == CSV_HEADER:
+                    continue
+                try:
+                    pairs.append(_read_row(cells, len(pairs) + 1, root.parent, sizes, hint))
+                except _RowError as error:
+                    raise DatasetError(f"{csv_path}, row {reader.line_num}: {error}") from error
+    except (csv.Error, UnicodeDecodeError, OSError) as error:
+        raise DatasetError(f"{csv_path}, after row {line}: not a readable CSV file ({type(error).__name__}: "
+                           f"{str(error)[:160]}); replace it ({hint})") from error
     if not pairs:
-        raise DatasetError(f"{csv_path} lists no pairs")
+        raise DatasetError(f"{csv_path} lists no pairs; replace it ({hint})")
     return pairs

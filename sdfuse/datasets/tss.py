@@ -21,10 +21,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..errors import ConfigError, DatasetError
-from .flo import read_flo
+from ..images import open_gray, open_rgb
+from .flo import UNKNOWN_FLOW_THRESH, read_flo
+from .hints import fetch_hint, verify_hint
 
 TSS_SUBSETS = ("FG3DCar", "JODS", "PASCAL")
 TSS_PAIR_FOLDERS = {"FG3DCar": 195, "JODS": 81, "PASCAL": 124}
@@ -67,7 +68,8 @@ def _folder_samples(subset: str, folder: Path) -> list[TSSSample]:
     missing = [name for name in PAIR_FILES if not (folder / name).is_file()]
     if missing:
         raise DatasetError(f"TSS pair folder {folder} lacks {', '.join(missing)} "
-                           f"(every pair folder holds {', '.join(PAIR_FILES)})")
+                           f"(every pair folder holds {', '.join(PAIR_FILES)}); "
+                           f"{verify_hint('tss', folder.parent.parent)}")
     image1, image2 = folder / "image1.png", folder / "image2.png"
     return [
         TSSSample(subset, folder.name, "12", image1, image2, folder / "flow2.flo", folder / "mask2.png"),
@@ -88,10 +90,11 @@ def load_tss(root: str | Path, subsets: tuple[str, ...] = TSS_SUBSETS) -> list[T
         if not folder.is_dir():
             raise DatasetError(
                 f"TSS subset {subset!r} not found at {folder}. Download TSS_CVPR2016.zip (PROTOCOL §11, "
-                f"the reference's data/prepare_tss.sh) and unpack it so that {root}/{subset}/<pair>/image1.png exists.")
+                f"the reference's data/prepare_tss.sh) and unpack it so that {root}/{subset}/<pair>/image1.png "
+                f"exists: {fetch_hint('tss', root)}.")
         pair_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
         if not pair_dirs:
-            raise DatasetError(f"TSS subset folder {folder} holds no pair folders")
+            raise DatasetError(f"TSS subset folder {folder} holds no pair folders; {verify_hint('tss', root)}")
         for pair_dir in pair_dirs:
             samples += _folder_samples(subset, pair_dir)
     return samples
@@ -124,16 +127,26 @@ def read_sample(sample: TSSSample) -> TSSData:
     """Load a sample's RGB images, GT flow and mask, and pad them with :func:`pad_pair` (PROTOCOL §8).
 
     The mask is valid where its grey value is 255, as the reference's ``/255`` then ``uint8``
-    cast; L_pck = max(H, W) of the unpadded source image.
+    cast; L_pck = max(H, W) of the unpadded source image. Images go through
+    :func:`sdfuse.images.open_rgb` (damaged files raise :class:`DatasetError` naming them). The GT
+    flow may be unknown (NaN, infinite or above 1e9, Middlebury) only where the mask is invalid;
+    there it is set to 0, which no PCK reads; unknown flow at a valid pixel is an error.
     """
-    src = np.asarray(Image.open(sample.src_image).convert("RGB"))
-    trg = np.asarray(Image.open(sample.trg_image).convert("RGB"))
-    flow = read_flo(sample.flow)
-    mask = np.asarray(Image.open(sample.mask).convert("L")) == 255
+    hint = verify_hint("tss", Path(sample.src_image).parents[2])
+    src = np.asarray(open_rgb(sample.src_image, hint=hint))
+    trg = np.asarray(open_rgb(sample.trg_image, hint=hint))
+    flow = read_flo(sample.flow, allow_nonfinite=True)
+    mask = open_gray(sample.mask, hint=hint) == 255
     for path, shape in ((sample.flow, flow.shape[:2]), (sample.mask, mask.shape)):
         if shape != trg.shape[:2]:
             raise DatasetError(f"{path}: size {shape[1]}×{shape[0]} differs from its target image "
                                f"{sample.trg_image.name} ({trg.shape[1]}×{trg.shape[0]})")
+    unknown = ~np.isfinite(flow).all(axis=2) | (np.abs(np.nan_to_num(flow)) > UNKNOWN_FLOW_THRESH).any(axis=2)
+    if (unknown & mask).any():
+        row, col = (int(v) for v in np.argwhere(unknown & mask)[0])
+        raise DatasetError(f"{sample.flow}: unknown (NaN, infinite or > 1e9) flow at {int((unknown & mask).sum())} "
+                           f"pixel(s) that {sample.mask.name} marks valid, first at row {row}, column {col}")
+    flow[unknown] = 0.0
     return TSSData(*pad_pair(src, trg, flow, mask), l_pck=float(max(src.shape[:2])))
 
 

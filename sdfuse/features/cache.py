@@ -4,8 +4,13 @@ An entry is one safetensors file per image and extractor setting, at
 ``<root>/<kind>-<setting digest>/<image digest[:2]>/<image digest>.safetensors``, where the image
 digest is the sha256 of the image file's bytes and the setting digest covers every field of the
 extractor's fingerprint (weights identity, input size, timestep, noise seed, conditioning, layers,
-dtype, code version). Writes go to a temporary file in the same folder and are renamed into place,
-so an interrupted run leaves no readable partial entry and a rerun resumes where it stopped.
+dtype, code version) and the image-decoding conventions (:data:`sdfuse.images.IMAGE_DECODING`).
+Writes go to a temporary ``.tmp-<pid>-<host>-*.part`` file in the same folder, are fsync'ed and
+renamed into place (:func:`sdfuse.storage.atomic_write`), so an interrupted or killed run leaves no
+readable partial entry and a rerun resumes where it stopped; the temporary files of dead writers are
+never read and are removed by the next :meth:`CachedExtractor.prefill`. Concurrent writers of the
+same entry each write their own temporary file and the last rename wins: a reader sees a complete
+entry or none. A full disk raises :class:`~sdfuse.errors.StorageError` naming the entry.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Protocol
@@ -23,6 +28,10 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
+
+from ..errors import DatasetError
+from ..images import IMAGE_DECODING, open_rgb
+from ..storage import atomic_write, atomic_write_text, remove_stray_tmp
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +50,27 @@ def setting_digest(fingerprint: dict) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
+CACHE_FIX = "move the feature cache to a bigger or writable disk (-p cache_dir=/path; the cache can be deleted safely)"
+
+
 def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write a safetensors file under a temporary name in the same folder, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a safetensors file under a temporary name in the same folder, fsync, then rename.
+
+    On any failure nothing is left at ``path`` (or its previous content stays); a full disk or an
+    unwritable folder raises :class:`~sdfuse.errors.StorageError` naming ``path``.
+    """
+    contiguous = {k: v.contiguous() for k, v in tensors.items()}
+
+    def write(tmp: str) -> None:
+        try:
+            save_file(contiguous, tmp, metadata=metadata)
+        except SafetensorError as error:  # its I/O errors (a full disk) come as text: "... (os error 28)"
+            code = re.search(r"os error (\d+)", str(error))
+            if code is None:
+                raise
+            raise OSError(int(code[1]), os.strerror(int(code[1]))) from error
+
+    atomic_write(path, write, what="the feature-cache entry", fix=CACHE_FIX)
 
 
 class Extractor(Protocol):
@@ -73,7 +90,7 @@ class CachedExtractor:
     def __init__(self, extractor: Extractor, root: str | os.PathLike, kind: str, memory_items: int = 64):
         self.extractor = extractor
         self.kind = kind
-        fingerprint = extractor.config.fingerprint()
+        fingerprint = {**extractor.config.fingerprint(), "image_decoding": IMAGE_DECODING}
         self.folder = Path(root).expanduser() / f"{kind}-{setting_digest(fingerprint)}"
         self._fingerprint = fingerprint
         self._memory: OrderedDict[str, dict[int, torch.Tensor]] = OrderedDict()
@@ -87,10 +104,14 @@ class CachedExtractor:
         return self.folder / digest[:2] / f"{digest}.safetensors"
 
     def _digest(self, image_path) -> str:
-        stat = os.stat(image_path)
-        key = (str(image_path), stat.st_size, stat.st_mtime_ns)
-        if key not in self._digests:
-            self._digests[key] = file_digest(image_path)
+        try:
+            stat = os.stat(image_path)
+            key = (str(image_path), stat.st_size, stat.st_mtime_ns)
+            if key not in self._digests:
+                self._digests[key] = file_digest(image_path)
+        except OSError as error:
+            raise DatasetError(f"image {image_path} not found or not readable ({error.strerror or error}); "
+                               f"check the dataset layout") from error
         return self._digests[key]
 
     def get(self, image_path: str | os.PathLike) -> dict[int, torch.Tensor]:
@@ -102,8 +123,11 @@ class CachedExtractor:
             return self._memory[key]
         features = self._read(path)
         if features is None:
-            with Image.open(image_path) as image:
-                features = self.extractor.extract(image.convert("RGB"))
+            image = open_rgb(image_path)
+            try:
+                features = self.extractor.extract(image)
+            except DatasetError as error:
+                raise DatasetError(f"{image_path}: {error}") from error
             self.forward_passes += 1
             self._write(path, features, image_path)
         self._memory[key] = features
@@ -123,18 +147,21 @@ class CachedExtractor:
     def _write(self, path: Path, features: dict[int, torch.Tensor], image_path) -> None:
         setting = self.folder / "setting.json"
         if not setting.is_file():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = setting.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(self._fingerprint, indent=1, sort_keys=True))
-            os.replace(tmp, setting)
+            atomic_write_text(setting, json.dumps(self._fingerprint, indent=1, sort_keys=True),
+                              what="the cache setting record", fix=CACHE_FIX)
         atomic_save({str(k): v for k, v in features.items()}, path,
                     metadata={"kind": self.kind, "source": os.fspath(image_path)})
 
     def prefill(self, image_paths: Iterable[str | os.PathLike], progress: bool = True) -> int:
         """Make sure every image has an entry; returns how many were extracted now."""
         paths = list(dict.fromkeys(os.fspath(p) for p in image_paths))
+        self.remove_stray_tmp()
         before = self.forward_passes
         todo = [p for p in paths if not self.entry_path(p).is_file()]
         for path in tqdm(todo, desc=f"{self.kind} features", unit="img", disable=not progress or not todo):
             self.get(path)
         return self.forward_passes - before
+
+    def remove_stray_tmp(self) -> int:
+        """Delete temporary files that killed writers left in this setting's folder; returns how many."""
+        return remove_stray_tmp(self.folder, depth=1)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import WeightsNotFoundError
-from .weights import missing_weights
+from ..errors import UnsafeWeightsError, WeightsNotFoundError
+from .weights import local_weights, missing_weights
 
 ODISE_PREFIX = "backbone.feature_extractor."
 CAPTIONER_KEYS = (
@@ -69,11 +69,32 @@ def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
             f"v1.0.0 release (NVIDIA Source Code License, non-commercial) and pass its path, "
             f"or use conditioning='empty'.")
     if file.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(file))
-    raw = torch.load(str(file), map_location="cpu", weights_only=True)
-    return raw.get("model", raw)
+        try:
+            return load_file(str(file))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise WeightsNotFoundError(f"{file} is not a readable safetensors file ({error}); download it again") from error
+    import pickle
+
+    try:  # weights_only=True: only tensors and plain containers are rebuilt, never arbitrary objects
+        raw = torch.load(str(file), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line),
+                      lines[-1] if lines else "unsupported content")[:300]
+        raise UnsafeWeightsError(
+            f"refused to load {file}: it holds Python objects other than tensors, and sdfuse never unpickles "
+            f"those from a user path (torch.load with weights_only=True: {reason}). Use the original "
+            f"ODISE checkpoint, or save its tensors as .safetensors on a machine you trust.") from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise WeightsNotFoundError(f"{file} is not a readable PyTorch checkpoint ({type(error).__name__}: "
+                                   f"{str(error)[:300]}); download it again") from error
+    raw = raw.get("model", raw) if isinstance(raw, dict) else raw
+    if not isinstance(raw, dict):
+        raise WeightsNotFoundError(f"{file} holds a {type(raw).__name__}, not a dict of tensors; is it an ODISE checkpoint?")
+    return raw
 
 
 def read_captioner_state(path: str) -> dict[str, torch.Tensor]:
@@ -94,8 +115,10 @@ def load_captioner(checkpoint: str, clip_model: str, time_dim: int) -> tuple[Imp
     if captioner.time_embed_project.linear.out_features != time_dim:
         raise WeightsNotFoundError(f"captioner time projection has {captioner.time_embed_project.linear.out_features} "
                                    f"outputs but the UNet's time embedding has {time_dim}")
+    source, local = local_weights(clip_model, None, "clip")  # fails at once when unreachable
     try:
-        clip = CLIPVisionModelWithProjection.from_pretrained(clip_model).eval()
+        clip = CLIPVisionModelWithProjection.from_pretrained(source, use_safetensors=True,
+                                                             local_files_only=local).eval()
     except (OSError, ValueError) as error:
         raise missing_weights(clip_model, None, "clip", error) from error
     return captioner, clip

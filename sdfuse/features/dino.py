@@ -7,8 +7,10 @@ tokens after the selected blocks are returned *before* the final norm, CLS dropp
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,8 +19,9 @@ from PIL import Image
 
 from ..errors import ConfigError
 from ..geometry import DINO_PATCH, resize_pad
-from .sd import DTYPES
-from .weights import is_local, missing_weights, weights_identity
+from ..images import check_frame, check_size, to_rgb
+from .sd import DTYPES, check_device, require_device
+from .weights import local_weights, missing_weights, weights_identity
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,11 @@ class DinoConfig:
             raise ConfigError(f"blocks must be non-negative block indices (0-based; the last of ViT-B is 11), got {self.blocks}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        depth = model_depth(self.model)
+        if depth is not None and max(self.blocks) >= depth:
+            raise ConfigError(f"DINOv2 block {max(self.blocks)} requested but {self.model} has {depth} blocks "
+                              f"(0-based: the last is {depth - 1})")
+        check_device(self.device)
 
     @property
     def image_size(self) -> int:
@@ -61,6 +69,28 @@ class DinoConfig:
         fields["model"] = weights_identity(self.model, self.revision)
         fields["version"] = EXTRACTOR_VERSION
         return fields
+
+
+_VIT_DEPTHS = {"small": 12, "base": 12, "large": 24, "giant2": 40, "giant": 40}
+
+
+def model_depth(model: str) -> int | None:
+    """Transformer blocks of a timm ViT named by a local folder (its config.json) or a hub id, without loading it.
+
+    None when it cannot be told (then the block check happens after loading, in :meth:`DinoFeatureExtractor.extract_pixels`).
+    """
+    config = Path(model).expanduser() / "config.json"
+    name = model.rsplit("/", 1)[-1]
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, ValueError):
+            return None
+        depth = data.get("model_args", {}).get("depth") if isinstance(data, dict) else None
+        if isinstance(depth, int) and not isinstance(depth, bool):
+            return depth
+        name = str(data.get("architecture", "")) if isinstance(data, dict) else ""
+    return next((depth for size, depth in _VIT_DEPTHS.items() if f"vit_{size}_" in name), None)
 
 
 def hub_position_embedding(pos_embed: torch.Tensor, grid: int, num_prefix: int = 1) -> torch.Tensor:
@@ -84,11 +114,17 @@ def hub_position_embedding(pos_embed: torch.Tensor, grid: int, num_prefix: int =
 
 
 def load_dino_model(config: DinoConfig) -> torch.nn.Module:
-    """timm DINOv2 from a local timm folder (config.json + model.safetensors) or an hf-hub id@revision."""
+    """timm DINOv2 from a local timm folder (config.json + model.safetensors) or an hf-hub id@revision.
+
+    A hub id already in the Hugging Face cache loads from its snapshot folder without network;
+    one that is not fails at once when the hub is unreachable (:func:`~.weights.local_weights`).
+    timm reads safetensors first and any other weight file with ``weights_only=True``.
+    """
+    source, local = local_weights(config.model, config.revision, "dino")  # fails at once when unreachable
     import timm
 
-    if is_local(config.model):
-        name = f"local-dir:{config.model}"
+    if local:
+        name = f"local-dir:{source}"
     else:
         name = f"hf-hub:{config.model}" + (f"@{config.revision}" if config.revision else "")
     try:
@@ -115,12 +151,21 @@ class DinoFeatureExtractor:
     def model(self) -> torch.nn.Module:
         """The loaded model (loaded on first use, so a cache hit never loads it)."""
         if self._model is None:
+            require_device(self.config.device)
             log.info("loading DINOv2 weights %s", self.config.model)
             self._model = load_dino_model(self.config).to(self.config.device)
         return self._model
 
     def extract(self, image: Image.Image) -> dict[int, torch.Tensor]:
-        """Features of a PIL image: resize-pad to 14·G (§1.1), ImageNet normalisation, :meth:`extract_pixels`."""
+        """Features of a PIL image: resize-pad to 14·G (§1.1), ImageNet normalisation, :meth:`extract_pixels`.
+
+        Any mode is accepted and converted by :func:`sdfuse.images.to_rgb` (alpha dropped, 16-bit
+        scaled); degenerate images raise :class:`~sdfuse.errors.DatasetError`.
+        """
+        if image.mode != "RGB":
+            image = to_rgb(image)
+        check_size(image.size, "the image")
+        check_frame(image, self.config.image_size)
         padded = resize_pad(image, self.config.image_size, edge=self.config.edge_pad)
         pixels = torch.from_numpy(np.asarray(padded).copy()).permute(2, 0, 1).float().div(255)
         mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)

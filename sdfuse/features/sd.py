@@ -5,6 +5,12 @@ crop with the VAE posterior mean × 0.18215 (§2.3d), add one shared noise tenso
 (§2.3e), run the UNet with the empty-prompt (or implicit-captioner) conditioning (§2.3c) and
 capture the paper's layers 2, 5, 8 (§2.4) before each upsampler; the UNet stops after the last
 needed block and the VAE decoder is never run. Overlapping crop features are averaged.
+
+Out of memory: the crops of an image go through the VAE and UNet as one batch; when that raises
+``torch.OutOfMemoryError`` the batch is halved (down to one crop at a time, kept for later images)
+and, on an accelerator, one crop that still does not fit moves the models to the CPU. Each step
+logs a warning; crops are independent in the UNet, so the features are the same up to float
+rounding (PROTOCOL §2.3b's averaging is unchanged).
 """
 from __future__ import annotations
 
@@ -17,9 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ResourceError
 from ..geometry import SD_CELL, resize_pad
-from .weights import file_identity, missing_weights, weights_identity
+from ..images import check_frame, check_size, to_rgb
+from .weights import file_identity, local_weights, missing_weights, weights_identity
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,7 @@ class SDConfig:
             raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if not 0 <= self.timestep < 1000:
             raise ConfigError(f"timestep must be in [0, 999], got {self.timestep}")
+        check_device(self.device)
 
     @property
     def image_size(self) -> int:
@@ -101,6 +109,26 @@ class SDConfig:
             fields["captioner_checkpoint"] = file_identity(self.captioner_checkpoint)
         fields["version"] = EXTRACTOR_VERSION
         return fields
+
+
+def check_device(device: str) -> None:
+    """Reject a device string torch cannot parse, before any model loads."""
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ConfigError(f"device {device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from error
+
+
+def require_device(device: str) -> None:
+    """Before loading weights: an accelerator that is named must be visible, else a ConfigError says so."""
+    kind = torch.device(device)
+    if kind.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (kind.index or 0) >= count:
+            raise ConfigError(f"device={device!r} but torch sees {count} CUDA GPU(s); run with -p device=cpu "
+                              f"(slow) or on a machine with that GPU")
+    elif kind.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={device!r} but MPS is not available; run with -p device=cpu")
 
 
 def window_starts(size: int, crop: int) -> list[int]:
@@ -149,19 +177,20 @@ class SDModels:
 
 def load_sd_models(config: SDConfig) -> SDModels:
     """Load UNet, VAE encoder, schedule and the empty-prompt embedding from a diffusers folder or hub id."""
+    source, local = local_weights(config.model, config.revision, "sd")  # fails at once when unreachable
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     dtype = DTYPES[config.dtype]
-    common = dict(revision=config.revision)
+    common = dict(revision=None if local else config.revision, local_files_only=local)
     try:
-        unet = UNet2DConditionModel.from_pretrained(config.model, subfolder="unet", torch_dtype=dtype,
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype,
                                                     use_safetensors=True, **common)
-        vae = AutoencoderKL.from_pretrained(config.model, subfolder="vae", torch_dtype=dtype,
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype,
                                             use_safetensors=True, **common)
-        scheduler = DDPMScheduler.from_pretrained(config.model, subfolder="scheduler", **common)
-        tokenizer = CLIPTokenizer.from_pretrained(config.model, subfolder="tokenizer", **common)
-        text_encoder = CLIPTextModel.from_pretrained(config.model, subfolder="text_encoder",
+        scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", **common)
+        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **common)
+        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder",
                                                      use_safetensors=True, **common)
     except (OSError, ValueError) as error:
         raise missing_weights(config.model, config.revision, "sd", error) from error
@@ -196,11 +225,13 @@ class SDFeatureExtractor:
     def __init__(self, config: SDConfig, models: SDModels | None = None):
         self.config = config
         self._models = models
+        self._chunk: int | None = None  # crops per UNet batch after an out-of-memory; None = all
 
     @property
     def models(self) -> SDModels:
         """The loaded models (loaded on first use, so a cache hit never loads them)."""
         if self._models is None:
+            require_device(self.config.device)
             log.info("loading SD weights %s", self.config.model)
             self._models = load_sd_models(self.config)
             for module in (self._models.unet, self._models.vae, self._models.captioner, self._models.clip):
@@ -209,7 +240,15 @@ class SDFeatureExtractor:
         return self._models
 
     def extract(self, image: Image.Image) -> dict[int, torch.Tensor]:
-        """Features of a PIL image: resize-pad to 16·G (§1.1), then :meth:`extract_pixels`."""
+        """Features of a PIL image: resize-pad to 16·G (§1.1), then :meth:`extract_pixels`.
+
+        Any mode is accepted and converted by :func:`sdfuse.images.to_rgb` (alpha dropped, 16-bit
+        scaled); degenerate images raise :class:`~sdfuse.errors.DatasetError`.
+        """
+        if image.mode != "RGB":
+            image = to_rgb(image)
+        check_size(image.size, "the image")
+        check_frame(image, self.config.image_size)
         padded = resize_pad(image, self.config.image_size, edge=self.config.edge_pad)
         pixels = torch.from_numpy(np.asarray(padded).copy()).permute(2, 0, 1).float().div(255)
         return {layer: maps.cpu() for layer, maps in self.extract_pixels(pixels[None]).items()}
@@ -227,7 +266,48 @@ class SDFeatureExtractor:
                 for layer, maps in per_crop.items()}
 
     def crop_features(self, crops: torch.Tensor) -> dict[int, torch.Tensor]:
-        """VAE mean → noise at t → UNet with hooks, for a batch of crops in [0, 1] (§2.3c–f)."""
+        """VAE mean → noise at t → UNet with hooks, for a batch of crops in [0, 1] (§2.3c–f).
+
+        Runs the crops in chunks that fit: all at once, and after an out-of-memory error half as
+        many, down to one; a single crop that does not fit on an accelerator moves to the CPU.
+        """
+        n = len(crops)
+        while True:
+            chunk = min(self._chunk or n, n)
+            try:
+                parts = [self._crop_forward(crops[i:i + chunk]) for i in range(0, n, chunk)]
+                break
+            except torch.OutOfMemoryError as error:
+                self._after_out_of_memory(error, chunk)
+        if len(parts) == 1:
+            return parts[0]
+        return {layer: torch.cat([part[layer].to(parts[-1][layer].device) for part in parts])
+                for layer in parts[0]}
+
+    def _after_out_of_memory(self, error: torch.OutOfMemoryError, chunk: int) -> None:
+        """Shrink the chunk, else move to the CPU, else raise :class:`~sdfuse.errors.ResourceError`."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        cause = str(error).strip().splitlines()[0][:200] if str(error).strip() else "out of memory"
+        if chunk > 1:
+            self._chunk = chunk // 2
+            log.warning("out of memory running %d SD crops at once (%s); retrying with %d at a time",
+                        chunk, cause, self._chunk)
+            return
+        device = next(self.models.unet.parameters()).device
+        if device.type != "cpu":
+            log.warning("out of memory on %s even for one SD crop (%s); moving the SD models to the CPU "
+                        "(much slower; use dtype=float16 or a larger GPU to avoid this)", device, cause)
+            m = self.models
+            for module in (m.unet, m.vae, m.captioner, m.clip):
+                if module is not None:
+                    module.to("cpu")
+            return
+        raise ResourceError(f"out of memory running the SD UNet on one {self.config.crop}-px crop on the CPU "
+                            f"({cause}). Free memory, use dtype=bfloat16, or a machine with more memory.") from error
+
+    def _crop_forward(self, crops: torch.Tensor) -> dict[int, torch.Tensor]:
+        """One VAE + UNet pass over a batch of crops (see :meth:`crop_features`)."""
         m = self.models
         device = next(m.unet.parameters()).device
         dtype = DTYPES[self.config.dtype]

@@ -1,7 +1,18 @@
-"""Locating model weights: a local folder, or a Hugging Face id (with revision) in the HF cache."""
+"""Locating model weights: a local folder, or a Hugging Face id (with revision) in the HF cache.
+
+Loading never waits on a network that is not there (:func:`local_weights`): a local folder or a
+revision already in the Hugging Face cache is loaded from disk with ``local_files_only`` (no
+request at all); otherwise, when ``HF_HUB_OFFLINE`` is set or the hub does not answer an HTTP
+request within :data:`HUB_PROBE_TIMEOUT_S` seconds (``$SDFUSE_HUB_TIMEOUT``), loading fails at
+once with :func:`missing_weights` instead of after huggingface_hub's retries (about 25 s per model).
+Weights are read only from safetensors files, or with ``torch.load(weights_only=True)``.
+"""
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +32,95 @@ def weights_identity(model: str, revision: str | None) -> str:
     if is_local(model):
         return "local:" + _folder_digest(str(Path(model).expanduser().resolve()))
     return f"hub:{model}@{revision or cached_commit(model) or 'main'}"
+
+
+def _probe_timeout(default: float = 3.0) -> float:
+    try:
+        value = float(os.environ.get("SDFUSE_HUB_TIMEOUT", default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+HUB_PROBE_TIMEOUT_S = _probe_timeout()
+"""How long to wait for the hub to answer before calling it unreachable ($SDFUSE_HUB_TIMEOUT, default 3 s)."""
+
+
+def cached_snapshot(model: str, revision: str | None) -> Path | None:
+    """The Hugging Face cache's snapshot folder of ``model`` at ``revision`` (commit, branch or tag), if any."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    repo = Path(HF_HUB_CACHE) / f"models--{model.replace('/', '--')}"
+    ref = revision or "main"
+    commit = ref if (repo / "snapshots" / ref).is_dir() else cached_commit(model, ref)
+    snapshot = repo / "snapshots" / commit if commit else None
+    return snapshot if snapshot is not None and snapshot.is_dir() else None
+
+
+def hub_offline() -> bool:
+    """True when huggingface_hub is in offline mode (``HF_HUB_OFFLINE``)."""
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return flag or bool(constants.HF_HUB_OFFLINE)
+
+
+@lru_cache(maxsize=None)
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """None when the hub answers an HTTP HEAD request within ``timeout`` s, else why not.
+
+    Any HTTP answer counts (proxies from the environment are used, as huggingface_hub would).
+    The probe runs in a daemon thread so that a slow DNS lookup cannot hold it past ``timeout``;
+    the answer is kept for the life of the process.
+    """
+    import requests
+    from huggingface_hub.constants import ENDPOINT
+
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            requests.head(ENDPOINT, timeout=timeout, allow_redirects=False)
+            outcome.append(None)
+        except requests.Timeout:
+            outcome.append(f"the hub {ENDPOINT} did not answer within {timeout:g} s")
+        except requests.RequestException as error:
+            outcome.append(f"the hub {ENDPOINT} is unreachable ({type(error).__name__}: {str(error)[:160]})")
+
+    start = time.perf_counter()
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    if not outcome:
+        return f"the hub {ENDPOINT} did not answer within {time.perf_counter() - start:.1f} s"
+    return outcome[0]
+
+
+def local_weights(model: str, revision: str | None, what: str) -> tuple[str, bool]:
+    """Where to load ``model`` from without waiting on an absent network: (source, local only).
+
+    - a local folder: (folder, True);
+    - a hub id whose ``revision`` is in the Hugging Face cache: (its snapshot folder, True), so
+      loading makes no network request;
+    - otherwise, offline (``HF_HUB_OFFLINE``) or hub unreachable: :func:`missing_weights` is raised
+      at once, before any file is created;
+    - otherwise (model id, False): huggingface_hub downloads it into its cache (partial downloads
+      are ``.incomplete`` blobs that it resumes and never loads).
+    """
+    if is_local(model):
+        return str(Path(model).expanduser()), True
+    snapshot = cached_snapshot(model, revision)
+    if snapshot is not None:
+        return str(snapshot), True
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    absent = f"it is not in the Hugging Face cache ({HF_HUB_CACHE})"
+    if hub_offline():
+        raise missing_weights(model, revision, what, RuntimeError(f"{absent} and HF_HUB_OFFLINE is set"))
+    why = hub_unreachable()
+    if why:
+        raise missing_weights(model, revision, what, RuntimeError(f"{absent} and {why}"))
+    return model, False
 
 
 def cached_commit(model: str, ref: str = "main") -> str | None:

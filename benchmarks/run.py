@@ -1,0 +1,231 @@
+"""Run the sdfuse benchmark and write ``results/benchmark/benchmark.json`` and ``benchmark.md``.
+
+    python -m benchmarks.run            # default: everything but the smoke end-to-end run (~3-4 min on 2 idle cores)
+    python -m benchmarks.run --quick    # no real-size model forwards, no end-to-end run (~1-2 min)
+    python -m benchmarks.run --full     # 4 repetitions, the real 960-px 4-crop pass, the end-to-end run (~15 min)
+    python -m benchmarks.run --only matching_cost,cache_bytes
+
+A section that is not run keeps its previous result from the existing JSON, marked
+``"status": "carried_over"`` with its own ``measured_at``. The JSON layout is documented in
+``benchmarks/README.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from .common import CpuShare, machine, now_utc, process_peak_rss_gib
+
+SCHEMA = "sdfuse-benchmark/1"
+SECTIONS = ("backbone_passes", "extraction_cost", "matching_cost", "cache_bytes", "precision_parity",
+            "smoke_end_to_end")
+MODES = {
+    "quick": {"backbone_passes", "matching_cost", "cache_bytes", "precision_parity"},
+    "default": {"backbone_passes", "matching_cost", "cache_bytes", "precision_parity", "extraction_cost"},
+    "full": set(SECTIONS),
+}
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "benchmark"
+
+
+def _section(name: str, mode: str, workdir: Path):
+    if name == "backbone_passes":
+        from . import passes
+        return passes.run(workdir / "passes")
+    if name == "extraction_cost":
+        from . import extraction
+        return extraction.run(reps=4 if mode == "full" else 2, full=mode == "full")
+    if name == "matching_cost":
+        from . import matching
+        return matching.run(reps={"quick": 3, "default": 5, "full": 7}[mode],
+                            loop_rows={"quick": 100, "default": 300, "full": 600}[mode])
+    if name == "cache_bytes":
+        from . import cache_size
+        return cache_size.run()
+    if name == "precision_parity":
+        from sdfuse.precision import precision_parity
+        return precision_parity("smoke", "float32", "bfloat16", reference_cache=workdir / "parity" / "fp32",
+                                candidate_cache=workdir / "parity" / "bf16")
+    if name == "smoke_end_to_end":
+        from . import e2e
+        return e2e.run()
+    raise ValueError(name)
+
+
+def _get(sections: dict, name: str, *path, default=None):
+    node = sections.get(name, {}).get("result")
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def summarize(sections: dict) -> list[dict]:
+    """The headline rows: stable ids, value, unit, target (or null) and whether it is met."""
+    rows = []
+
+    def add(row_id, metric, section, value, unit, target=None, met=None, note=""):
+        if value is None:
+            return
+        rows.append({"id": row_id, "metric": metric, "section": section, "value": value, "unit": unit,
+                     "target": target, "met": met, "status": sections.get(section, {}).get("status"),
+                     "note": note})
+
+    bp = "backbone_passes"
+    ratio = _get(sections, bp, "unet_crop_pass_ratio")
+    add("unet_crop_pass_ratio", "UNet crop passes, reference ÷ ours, whole supplement (real sizes, code-faithful "
+        "reference schedule)", bp, ratio, "x", ">= 30", _get(sections, bp, "target_met"),
+        "PF-Pascal and TSS images are used by ~1 pair each, so there is little to reuse there")
+    ratio_b = _get(sections, bp, "unet_crop_pass_ratio_every_row_both")
+    add("unet_crop_pass_ratio_every_row_both", "UNet crop passes, reference ÷ ours, whole supplement, every table "
+        "row recomputing both backbones", bp, ratio_b, "x", ">= 30",
+        None if ratio_b is None else ratio_b >= 30)
+    per = _get(sections, bp, "paper_extrapolated", "code_faithful", "unet_crop_pass_ratio_per_dataset") or {}
+    for dataset, value in per.items():
+        add(f"unet_crop_pass_ratio_{dataset.split('-')[0].lower()}", f"UNet crop passes, reference ÷ ours, {dataset} "
+            f"rows only (code-faithful)", bp, value, "x")
+    add("unet_crop_pass_ratio_smoke_measured", "UNet crop passes, reference ÷ ours, measured on the smoke fixtures",
+        bp, _get(sections, bp, "smoke", "measured_unet_crop_pass_ratio_code_faithful"), "x")
+    decoder = _get(sections, bp, "vae_decoder_passes_ours")
+    add("vae_decoder_passes", "VAE decoder passes while computing every table (smoke, hook counter)", bp, decoder,
+        "passes", "== 0", None if decoder is None else decoder == 0)
+
+    ex = "extraction_cost"
+    add("extraction_ratio_fp32", "Per-image extraction time, ours fp32 ÷ reference fp32 (real architectures)", ex,
+        _get(sections, ex, "ratio_ours_fp32_to_reference"), "x", "<= 0.6", _get(sections, ex, "target_met"))
+    add("extraction_ratio_bf16", "Per-image extraction time, ours bf16 ÷ reference fp32", ex,
+        _get(sections, ex, "ratio_ours_bf16_to_reference"), "x")
+    for key, label in (("ours_fp32", "ours fp32"), ("ours_bf16", "ours bf16"), ("reference_fp32", "reference fp32")):
+        add(f"per_image_{key}_s", f"Per-image extraction time, {label} (4 × one crop + DINOv2)", ex,
+            _get(sections, ex, key, "per_image_s"), "s")
+    for key, label in (("ours_fp32", "ours fp32"), ("ours_bf16", "ours bf16"), ("reference_fp32", "reference fp32")):
+        add(f"peak_rss_{key}_gib", f"Peak RSS during extraction, {label} (process, sampled)", ex,
+            _get(sections, ex, key, "peak_rss_gib"), "GiB")
+    add("peak_rss_ours_fp32_960_gib", "Peak RSS of our real 960-px 4-crop SD pass, fp32", ex,
+        _get(sections, ex, "ours_fp32", "sd_960_4crops_peak_rss_gib"), "GiB")
+
+    if ratio is not None and _get(sections, ex, "reference_fp32", "sd_per_image_s") is not None:
+        paper = _get(sections, bp, "paper_extrapolated")
+        ref_t = (paper["code_faithful"]["total"]["sd_image_passes"] * _get(sections, ex, "reference_fp32", "sd_per_image_s")
+                 + paper["code_faithful"]["total"]["dino_image_passes"] * _get(sections, ex, "reference_fp32", "dino_s"))
+        ours_t = (paper["ours"]["total"]["sd_image_passes"] * _get(sections, ex, "ours_fp32", "sd_per_image_s")
+                  + paper["ours"]["total"]["dino_image_passes"] * _get(sections, ex, "ours_fp32", "dino_s"))
+        add("backbone_time_ratio_fp32", "Backbone CPU time for the whole supplement, reference ÷ ours fp32 "
+            "(passes × measured per-image cost)", "extraction_cost", round(ref_t / ours_t, 1), "x",
+            note=f"reference ≈ {ref_t / 3600:.0f} h, ours ≈ {ours_t / 3600:.1f} h on this CPU")
+
+    mc = "matching_cost"
+    add("matching_per_pair_s", "Per-pair matching at G=60: co-PCA + assembly + fusion + NN + PCK (CPU)", mc,
+        _get(sections, mc, "per_pair_s"), "s", "<= 0.25", _get(sections, mc, "target_met"))
+    add("co_pca_after_s", "co-PCA of layers 2/5/8 per pair, after the speed-up", mc,
+        _get(sections, mc, "ours", "co_pca_s"), "s")
+    add("co_pca_before_s", "co-PCA of layers 2/5/8 per pair, before (all float64, full eigh)", mc,
+        _get(sections, mc, "ours_before_co_pca_speedup", "co_pca_s"), "s")
+    add("matching_ratio_to_reference", "Per-pair matching, ours ÷ reference (pca_lowrank + 3600-row loop)", mc,
+        _get(sections, mc, "ratio_ours_to_reference"), "x")
+
+    cb = "cache_bytes"
+    add("cache_mb_per_image_fp32", "Cache per image at G=60, SD + DINOv2 blocks 9, 11, float32 (as stored)", cb,
+        _get(sections, cb, "per_image_fp32_mb"), "MB")
+    add("cache_mb_per_image_fp16", "Cache per image at G=60, SD + DINOv2 blocks 9, 11, if stored float16", cb,
+        _get(sections, cb, "per_image_fp16_mb"), "MB")
+    add("cache_mb_sd_fp32", "Cache per image, SD layers 2/5/8 only, float32", cb,
+        _get(sections, cb, "sd", "fp32_mb_written"), "MB")
+
+    pp = "precision_parity"
+    nn = _get(sections, pp, "min_identical_nn_fraction")
+    add("bf16_identical_nn_fraction", "bf16 vs fp32 extraction (smoke, Table 1 default SD and Fuse): identical NN",
+        pp, nn, "fraction", ">= 0.99", None if nn is None else nn >= 0.99)
+    delta = _get(sections, pp, "max_abs_pck_delta")
+    add("bf16_max_abs_pck_delta", "bf16 vs fp32 extraction (smoke): largest |ΔPCK|", pp, delta, "PCK points",
+        "<= 0.2", None if delta is None else delta <= 0.2)
+
+    e2 = "smoke_end_to_end"
+    add("smoke_reproduce_cold_s", "sdfuse reproduce --profile smoke, cold (builds assets, extracts)", e2,
+        _get(sections, e2, "cold", "wall_s"), "s")
+    add("smoke_reproduce_warm_s", "sdfuse reproduce --profile smoke, warm", e2, _get(sections, e2, "warm", "wall_s"), "s")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="skip the real-size model forwards")
+    group.add_argument("--full", action="store_true", help="more repetitions, the 960-px pass and the end-to-end run")
+    parser.add_argument("--only", help=f"comma-separated sections to run ({', '.join(SECTIONS)})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: results/benchmark)")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full" if args.full else "default"
+    selected = MODES[mode]
+    if args.only:
+        selected = {name.strip() for name in args.only.split(",")}
+        unknown = selected - set(SECTIONS)
+        if unknown:
+            parser.error(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / "benchmark.json"
+    previous = {}
+    if json_path.is_file():
+        try:
+            previous = json.loads(json_path.read_text()).get("sections", {})
+        except (json.JSONDecodeError, AttributeError):
+            previous = {}
+
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    sections = {}
+    with tempfile.TemporaryDirectory(prefix="sdfuse-bench-") as tmp:
+        home = Path(tmp) / "home"
+        os.environ["SDFUSE_HOME"] = str(home)       # smoke assets and caches built fresh for this run
+        for name in SECTIONS:
+            if name not in selected:
+                old = previous.get(name)
+                if old and old.get("status") in ("measured", "carried_over"):
+                    sections[name] = {**old, "status": "carried_over"}
+                else:
+                    sections[name] = {"status": "skipped", "note": f"not run in {mode} mode; use --full or --only {name}"}
+                continue
+            print(f"[benchmark] {name} ...", flush=True)
+            entry = {"status": "measured", "measured_at": now_utc(), "mode": mode}
+            try:
+                with CpuShare() as cpu:
+                    entry["result"] = _section(name, mode, Path(tmp))
+                entry["cpu"] = cpu.as_dict()
+                print(f"[benchmark] {name} done in {cpu.wall_s:.0f} s", flush=True)
+            except Exception as error:  # noqa: BLE001 - one failing section must not lose the others
+                entry.update(status="failed", error=f"{type(error).__name__}: {error}",
+                             traceback=traceback.format_exc()[-3000:])
+                print(f"[benchmark] {name} FAILED: {error}", file=sys.stderr, flush=True)
+            sections[name] = entry
+
+    report = {
+        "schema": SCHEMA,
+        "generated_at": now_utc(),
+        "mode": mode,
+        "command": "python -m benchmarks.run" + {"quick": " --quick", "full": " --full", "default": ""}[mode]
+                   + (f" --only {args.only}" if args.only else ""),
+        "machine": {**machine(), "load_average_1m_at_start": round(load_start[0], 2),
+                    "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "process_peak_rss_gib": round(process_peak_rss_gib(), 3),
+        "summary": summarize(sections),
+        "sections": sections,
+    }
+    json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    from .markdown import render
+
+    (args.out / "benchmark.md").write_text(render(report))
+    print(f"[benchmark] wrote {json_path} and benchmark.md in {report['wall_time_s']:.0f} s")
+    return 1 if any(s.get("status") == "failed" for s in sections.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
