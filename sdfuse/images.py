@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DatasetError
-from .geometry import resized_content_size
+from .geometry import resize_pad, resized_content_size
 
 MIN_SIDE = 2
 """Smallest accepted image side in pixels."""
@@ -141,3 +141,19 @@ def image_size(path: str | os.PathLike, *, hint: str | None = None) -> tuple[int
                            f"not an image. Replace it{_hint(hint)}.") from error
     check_size(size, str(path), hint)
     return size
+
+
+def frame_pixels(image: Image.Image, size: int, edge: bool = False):
+    """A (1, 3, size, size) float tensor in [0, 1] of any-mode ``image`` resize-padded to ``size`` (PROTOCOL §1.1).
+
+    The image is converted by :func:`to_rgb` (alpha dropped, 16-bit scaled); degenerate images
+    raise :class:`~sdfuse.errors.DatasetError`.
+    """
+    import torch
+
+    if image.mode != "RGB":
+        image = to_rgb(image)
+    check_size(image.size, "the image")
+    check_frame(image, size)
+    padded = resize_pad(image, size, edge=edge)
+    return torch.from_numpy(np.asarray(padded).copy()).permute(2, 0, 1).float().div(255)[None]

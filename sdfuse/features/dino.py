@@ -12,14 +12,13 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import ConfigError
-from ..geometry import DINO_PATCH, resize_pad
-from ..images import check_frame, check_size, to_rgb
+from ..geometry import DINO_PATCH
+from ..images import frame_pixels
 from .sd import DTYPES, check_device, require_device
 from .weights import local_weights, missing_weights, weights_identity
 
@@ -159,18 +158,12 @@ class DinoFeatureExtractor:
     def extract(self, image: Image.Image) -> dict[int, torch.Tensor]:
         """Features of a PIL image: resize-pad to 14·G (§1.1), ImageNet normalisation, :meth:`extract_pixels`.
 
-        Any mode is accepted and converted by :func:`sdfuse.images.to_rgb` (alpha dropped, 16-bit
-        scaled); degenerate images raise :class:`~sdfuse.errors.DatasetError`.
+        Any mode is accepted (:func:`sdfuse.images.frame_pixels`).
         """
-        if image.mode != "RGB":
-            image = to_rgb(image)
-        check_size(image.size, "the image")
-        check_frame(image, self.config.image_size)
-        padded = resize_pad(image, self.config.image_size, edge=self.config.edge_pad)
-        pixels = torch.from_numpy(np.asarray(padded).copy()).permute(2, 0, 1).float().div(255)
-        mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-        return {block: tokens.cpu() for block, tokens in self.extract_pixels(((pixels - mean) / std)[None]).items()}
+        pixels = frame_pixels(image, self.config.image_size, self.config.edge_pad)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        return {block: tokens.cpu() for block, tokens in self.extract_pixels((pixels - mean) / std).items()}
 
     @torch.no_grad()
     def extract_pixels(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:

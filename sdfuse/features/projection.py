@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 from ..errors import WeightsNotFoundError
-from ..geometry import resize_pad
+from ..images import frame_pixels
 from .captioner import read_checkpoint
 from .sd import SDConfig, SDFeatureExtractor, average_windows, window_starts
 from .weights import file_identity
@@ -92,9 +91,7 @@ class ProjectedSDExtractor:
         self._heads: dict[int, BottleneckProjection] | None = None
 
     def extract(self, image: Image.Image) -> dict[int, torch.Tensor]:
-        size = self.config.sd.image_size
-        padded = resize_pad(image, size, edge=self.config.sd.edge_pad)
-        pixels = torch.from_numpy(np.asarray(padded).copy()).permute(2, 0, 1).float().div(255)[None]
+        pixels = frame_pixels(image, self.config.sd.image_size, self.config.sd.edge_pad)
         return {k: v.cpu() for k, v in self.extract_pixels(pixels).items()}
 
     @torch.no_grad()

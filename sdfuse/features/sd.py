@@ -19,13 +19,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import ConfigError, ResourceError
-from ..geometry import SD_CELL, resize_pad
-from ..images import check_frame, check_size, to_rgb
+from ..geometry import SD_CELL
+from ..images import frame_pixels
 from .weights import file_identity, local_weights, missing_weights, weights_identity
 
 log = logging.getLogger(__name__)
@@ -242,16 +241,10 @@ class SDFeatureExtractor:
     def extract(self, image: Image.Image) -> dict[int, torch.Tensor]:
         """Features of a PIL image: resize-pad to 16·G (§1.1), then :meth:`extract_pixels`.
 
-        Any mode is accepted and converted by :func:`sdfuse.images.to_rgb` (alpha dropped, 16-bit
-        scaled); degenerate images raise :class:`~sdfuse.errors.DatasetError`.
+        Any mode is accepted (:func:`sdfuse.images.frame_pixels`).
         """
-        if image.mode != "RGB":
-            image = to_rgb(image)
-        check_size(image.size, "the image")
-        check_frame(image, self.config.image_size)
-        padded = resize_pad(image, self.config.image_size, edge=self.config.edge_pad)
-        pixels = torch.from_numpy(np.asarray(padded).copy()).permute(2, 0, 1).float().div(255)
-        return {layer: maps.cpu() for layer, maps in self.extract_pixels(pixels[None]).items()}
+        pixels = frame_pixels(image, self.config.image_size, self.config.edge_pad)
+        return {layer: maps.cpu() for layer, maps in self.extract_pixels(pixels).items()}
 
     @torch.no_grad()
     def extract_pixels(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
