@@ -150,25 +150,52 @@ def summarize(sections: dict) -> list[dict]:
     add("smoke_reproduce_cold_s", "sdfuse reproduce --profile smoke, cold (builds assets, extracts)", e2,
         _get(sections, e2, "cold", "wall_s"), "s")
     add("smoke_reproduce_warm_s", "sdfuse reproduce --profile smoke, warm", e2, _get(sections, e2, "warm", "wall_s"), "s")
+    gpu = "gpu"
+    device = _get(sections, gpu, "device_name") or "GPU"
+    grid = _get(sections, gpu, "grid")
+    for dtype in ("float32", "float16", "bfloat16"):
+        add(f"gpu_per_image_{dtype}_s", f"per image on {device}, {dtype} (SD 4 crops + DINOv2, G = {grid})", gpu,
+            _get(sections, gpu, "extraction", dtype, "seconds_per_image_median"), "s")
+        add(f"gpu_peak_memory_{dtype}_gib", f"peak GPU memory allocated, {dtype}", gpu,
+            _get(sections, gpu, "extraction", dtype, "peak_memory_allocated_gib"), "GiB")
+    for dtype in ("float16", "bfloat16"):
+        nn = _get(sections, gpu, "parity_vs_float32", dtype, "identical_nn_fraction")
+        if nn:
+            add(f"gpu_{dtype}_identical_nn_fraction", f"{dtype} vs float32 on {device}: identical nearest neighbours "
+                "(worst of SD, Fuse)", gpu, min(nn.values()), "fraction", ">= 0.99", min(nn.values()) >= 0.99)
+    add("gpu_table1_per_pair_s", f"Table 1's 14 methods per pair on {device}", gpu,
+        _get(sections, gpu, "table1_per_pair_s"), "s")
+    add("gpu_supplement_projection_fp32_min", f"whole supplement projected on {device}, float32", gpu,
+        _get(sections, gpu, "supplement_projection_min", "float32"), "min")
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def _sections(text: str) -> set[str]:
+    selected = {name.strip() for name in text.split(",")}
+    unknown = selected - set(SECTIONS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    return selected
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (also used by the documentation test)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="skip the real-size model forwards")
     group.add_argument("--full", action="store_true", help="more repetitions, the 960-px pass and the end-to-end run")
-    parser.add_argument("--only", help=f"comma-separated sections to run ({', '.join(SECTIONS)})")
+    parser.add_argument("--only", type=_sections, help=f"comma-separated sections to run ({', '.join(SECTIONS)})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: results/benchmark)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     mode = "quick" if args.quick else "full" if args.full else "default"
     selected = MODES[mode]
     if args.only:
-        selected = {name.strip() for name in args.only.split(",")}
-        unknown = selected - set(SECTIONS)
-        if unknown:
-            parser.error(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+        selected = args.only
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "benchmark.json"
@@ -225,6 +252,28 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "benchmark.md").write_text(render(report))
     print(f"[benchmark] wrote {json_path} and benchmark.md in {report['wall_time_s']:.0f} s")
     return 1 if any(s.get("status") == "failed" for s in sections.values()) else 0
+
+
+def write_section(out: Path, name: str, result: dict, mode: str, cpu: CpuShare) -> Path:
+    """Add (or replace) one measured section of ``out/benchmark.json``, keeping the others; the summary
+    and ``benchmark.md`` are rebuilt. Used by the benchmarks that run on their own (``benchmarks.gpu``,
+    ``benchmarks.rehearsal``); ``cpu`` is the section's :class:`~benchmarks.common.CpuShare`."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "benchmark.json"
+    load = round(os.getloadavg()[0], 2)
+    report = json.loads(path.read_text()) if path.is_file() else {
+        "schema": SCHEMA, "mode": mode, "command": f"python -m benchmarks.{name}",
+        "machine": {**machine(), "load_average_1m_at_start": load, "load_average_1m_at_end": load},
+        "wall_time_s": cpu.wall_s, "process_peak_rss_gib": round(process_peak_rss_gib(), 3), "sections": {}}
+    report["sections"][name] = {"status": "measured", "measured_at": now_utc(), "mode": mode, "result": result,
+                                "cpu": cpu.as_dict()}
+    report["generated_at"] = now_utc()
+    report["summary"] = summarize(report["sections"])
+    path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    from .markdown import render
+
+    (out / "benchmark.md").write_text(render(report))
+    return path
 
 
 if __name__ == "__main__":

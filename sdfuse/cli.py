@@ -2,34 +2,27 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import logging
 import sys
 
 from .errors import SdfuseError
 
 
-def _parse_params(items: list[str]) -> dict:
-    """``key=value`` pairs; values are Python literals when they parse as such, else strings."""
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SdfuseError(f"parameter {item!r} is not key=value (e.g. -p pairs_per_category=0)")
-        try:
-            params[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[key] = value
-    return params
-
-
 def cmd_reproduce(args) -> int:
-    from .runner import reproduce
+    from .parameters import parse_assignments
+    from .runner import plan, reproduce
 
     only = [name.strip() for name in args.only.split(",")] if args.only else None
-    runs = reproduce(args.profile, only=only, parameters=_parse_params(args.param), root=args.root)
-    for run in runs:
-        print(f"{run.status:7s} {run.notebook}  ({run.wall_time_s:.1f} s){'  ' + run.error if run.error else ''}")
+    parameters = parse_assignments(args.param)
+    if args.dry_run:
+        for stem, params in plan(args.profile, only=only, parameters=parameters).items():
+            print(f"would run {stem}" + "".join(f" -p {key}={value!r}" for key, value in params.items()))
+        return 0
+    def report(run) -> None:
+        print(f"{run.status:7s} {run.notebook}  ({run.wall_time_s:.1f} s){'  ' + run.error if run.error else ''}",
+              flush=True)
+
+    runs = reproduce(args.profile, only=only, parameters=parameters, root=args.root, on_done=report)
     failed = [r.notebook for r in runs if r.status != "ok"]
     if failed:
         print(f"failed: {', '.join(failed)}; the book still builds, and their pages show the failing cell",
@@ -39,16 +32,16 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    import inspect
+    from .parameters import check_values, parse_assignments
 
-    from .errors import ConfigError
+    params = check_values(parse_assignments(args.param))
+    if args.dry_run:
+        print(f"would extract the SPair-71k images of the {args.profile} profile with "
+              + (", ".join(f"{key}={value!r}" for key, value in params.items()) or "its defaults"))
+        return 0
     from .profiles import resolve
     from .shard import distributed, shard_images
 
-    params = _parse_params(args.param)
-    unknown = sorted(set(params) - set(inspect.signature(resolve).parameters) - {"profile"})
-    if unknown:
-        raise ConfigError(f"unknown parameter(s) {unknown}; see help(sdfuse.profiles.resolve)")
     run = resolve(args.profile, **params)
     pairs = run.spair_pairs()
     images = sorted({p.src_image for p in pairs} | {p.trg_image for p in pairs})
@@ -62,12 +55,12 @@ def cmd_extract(args) -> int:
     return 0
 
 
-def cmd_make_smoke(args) -> int:
+def cmd_make_assets(args) -> int:
+    from .assets import ensure_assets
     from .profiles import sdfuse_home
-    from .smoke import ensure_smoke_assets
 
-    root = ensure_smoke_assets(args.root or sdfuse_home() / "smoke")
-    print(f"smoke models and data in {root}")
+    root = ensure_assets(args.profile, args.root or sdfuse_home() / args.profile)
+    print(f"{args.profile} models and data in {root}")
     return 0
 
 
@@ -131,25 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from .parameters import PROFILES
+
+    profile_help = "smoke (tiny models, default), rehearsal (real architectures, random weights) or paper"
     rep = sub.add_parser("reproduce", help="run the table notebooks with papermill into the book")
-    rep.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
+    rep.add_argument("--profile", default="smoke", choices=list(PROFILES), help=profile_help)
     rep.add_argument("--only", help="comma-separated notebook names, e.g. table1")
     rep.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                      help="notebook parameter, e.g. -p pairs_per_category=0 (repeatable)")
     rep.add_argument("--root", default=".", help="book source root (default: current folder)")
+    rep.add_argument("--dry-run", action="store_true", help="check the parameters and list what would run")
     rep.set_defaults(func=cmd_reproduce)
 
     ext = sub.add_parser("extract", help="pre-fill the feature cache for the SPair-71k pairs of a profile")
-    ext.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
+    ext.add_argument("--profile", default="smoke", choices=list(PROFILES), help=profile_help)
     ext.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="profile override, e.g. -p data_root=/data/SPair-71k -p device=cuda")
+                     help="run parameter, e.g. -p data_root=/data/SPair-71k -p device=cuda")
+    ext.add_argument("--dry-run", action="store_true", help="check the parameters without extracting")
     ext.set_defaults(func=cmd_extract)
 
     data = sub.add_parser("data", help="datasets and fixtures")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    smoke = data_sub.add_parser("make-smoke", help="write the smoke profile's tiny models and synthetic data")
-    smoke.add_argument("--root", help="target folder (default: $SDFUSE_HOME/smoke)")
-    smoke.set_defaults(func=cmd_make_smoke)
+    for name, what in (("smoke", "tiny models"), ("rehearsal", "real-size random models (about 4.6 GB)")):
+        make = data_sub.add_parser(f"make-{name}", help=f"write the {name} profile's {what} and synthetic data")
+        make.add_argument("--root", help=f"target folder (default: $SDFUSE_HOME/{name})")
+        make.set_defaults(func=cmd_make_assets, profile=name)
     root_help = "data root (default: $SDFUSE_DATA, else $SDFUSE_HOME/data)"
     listing = data_sub.add_parser("list", help="every manifest (data_manifests/ or $SDFUSE_MANIFESTS): "
                                                "kind, present or not, where")

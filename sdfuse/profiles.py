@@ -1,8 +1,11 @@
 """Profiles: named parameter defaults, the only thing a notebook needs to know (DESIGN "Profiles").
 
-``smoke`` runs tiny random models on synthetic SPair-format data on the CPU in seconds; its
-numbers test the machinery, not the paper. ``paper`` uses SD v1.5 and DINOv2 ViT-B/14 with real
-weights on the real datasets at G = 60.
+``smoke`` runs tiny random models on synthetic data on the CPU in seconds; its numbers test the
+machinery, not the paper. ``rehearsal`` runs the paper's exact settings on the real architectures
+with seeded random weights and synthetic data at real image sizes: it proves the paper path
+(loading, shapes, memory, time), its numbers mean nothing. ``paper`` uses SD v1.5 and DINOv2
+ViT-B/14 with real weights on the real datasets at G = 60. The parameters and their checks are
+:data:`sdfuse.parameters.RUN_PARAMETERS`.
 """
 from __future__ import annotations
 
@@ -12,20 +15,11 @@ from functools import cached_property
 from pathlib import Path
 
 from .datasets import Pair, load_spair
-from .errors import ConfigError
 from .features.cache import CachedExtractor
 from .features.dino import DinoConfig, DinoFeatureExtractor
 from .features.sd import SDConfig, SDFeatureExtractor
 from .manifests import load_manifest
-
-PROFILES: dict[str, dict] = {
-    # pca_dim: co-PCA size per SD layer (§3.1); pca_sweep: supp. Table 2's sizes. The smoke models'
-    # layers have 32/32/16 channels and DINO 48, so 16 per layer keeps 3·d = DINO width as at 256/768.
-    "smoke": dict(grid=12, sd_crop=128, pairs_per_category=20, dtype="float32", device="cpu",
-                  pca_dim=16, pca_sweep=(24, 16, 8)),
-    "paper": dict(grid=60, sd_crop=512, pairs_per_category=20, dtype="float32", device="auto",
-                  pca_dim=256, pca_sweep=(384, 256, 128)),
-}
+from .parameters import PROFILES, RUN_PARAMETERS, check_values
 
 
 def sdfuse_home() -> Path:
@@ -70,6 +64,10 @@ class Run:
     def is_smoke(self) -> bool:
         return self.profile == "smoke"
 
+    @property
+    def is_rehearsal(self) -> bool:
+        return self.profile == "rehearsal"
+
     @cached_property
     def sd_features(self) -> CachedExtractor:
         """SD layers 2/5/8 per image, behind the feature cache."""
@@ -106,65 +104,69 @@ class Run:
                 "dino_input_px": self.dino.image_size, "pairs_per_category": self.pairs_per_category,
                 "seed": self.seed, "pca_dim": self.pca_dim, "device": self.sd.device, "dtype": self.sd.dtype,
                 "sd_model": self.sd.model, "sd_revision": self.sd.revision, "sd_conditioning": self.sd.conditioning,
+                "timestep": self.sd.timestep, "dino_blocks": list(self.dino.blocks),
                 "dino_model": self.dino.model, "dino_revision": self.dino.revision,
                 "data_root": str(self.data_root), "pfpascal_root": str(self.pfpascal_root),
                 "tss_root": str(self.tss_root), "cub_root": str(self.cub_root)}
 
 
-def _integer(name: str, value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
-
-
-def resolve(profile: str = "smoke", *, data_root=None, pfpascal_root=None, tss_root=None, cub_root=None,
-            cache_dir=None, results_dir=None,
-            pairs_per_category: int | None = None, grid: int | None = None, device: str | None = None,
-            dtype: str | None = None, seed: int = 42, sd_model: str | None = None, dino_model: str | None = None,
-            sd_conditioning: str = "empty", captioner_checkpoint: str | None = None,
-            dino_blocks: tuple[int, ...] = (9, 11), progress: bool = True) -> Run:
+def resolve(profile: str = "smoke", *, progress: bool = True, **overrides) -> Run:
     """A :class:`Run` for ``profile`` with any default overridden; every value is checked before any model loads.
 
-    The smoke profile builds its tiny models and fixture data under ``$SDFUSE_HOME/smoke`` on first use.
-    DINOv2 blocks 9 and 11 are both cached by default (one pass; Ensemble-ViT needs block 9).
+    ``overrides`` are the run parameters of :data:`sdfuse.parameters.RUN_PARAMETERS` (the same names
+    as ``-p`` on the command line and in every notebook's parameters cell); None keeps the profile's
+    default. The smoke and rehearsal profiles build their models and fixture data under
+    ``$SDFUSE_HOME/<profile>`` on first use (:func:`sdfuse.assets.ensure_assets`). DINOv2 blocks 9
+    and 11 are both cached by default (one pass; Ensemble-ViT needs block 9).
     """
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    defaults = PROFILES[profile]
-    grid = defaults["grid"] if grid is None else _integer("grid", grid)
-    if grid <= 0:
-        raise ConfigError(f"grid G must be positive, got {grid}")
-    pairs_per_category = (defaults["pairs_per_category"] if pairs_per_category is None
-                          else _integer("pairs_per_category", pairs_per_category))
-    if pairs_per_category < 0:
-        raise ConfigError(f"pairs_per_category must be >= 0 (0 = all pairs), got {pairs_per_category}")
-    device = _device(device or defaults["device"])
-    dtype = dtype or defaults["dtype"]
-    if profile == "smoke":
-        from .smoke import ensure_smoke_assets
+    values = check_values({"profile": profile, **overrides})
+    given = {name: value for name, value in values.items() if value is not None}
+    value = {p.name: given.get(p.name, p.default) for p in RUN_PARAMETERS}
+    defaults = PROFILES[value["profile"]]
+    profile = value["profile"]
+    grid = value["grid"] or defaults["grid"]
+    pairs_per_category = defaults["pairs_per_category"] if value["pairs_per_category"] is None \
+        else value["pairs_per_category"]
+    device = _device(value["device"] or defaults["device"])
+    checkpoint = value["captioner_checkpoint"]
+    sd_model, dino_model = value["sd_model"], value["dino_model"]
+    sd_rev, dino_rev = value["sd_revision"], value["dino_revision"]
+    if profile in ("smoke", "rehearsal"):
+        from .assets import ensure_assets
 
-        smoke = ensure_smoke_assets(sdfuse_home() / "smoke")
-        sd_model = sd_model or str(smoke / "models" / "sd")
-        dino_model = dino_model or str(smoke / "models" / "dino")
-        base = smoke
-        sd_rev = dino_rev = None
+        base = ensure_assets(profile, sdfuse_home() / profile)
+        sd_model = sd_model or str(base / "models" / "sd")
+        dino_model = dino_model or str(base / "models" / "dino")
     else:
         sd_manifest, dino_manifest = load_manifest("stable-diffusion-v1-5"), load_manifest("dinov2-vitb14")
-        sd_rev = None if sd_model else sd_manifest["revision"]
-        dino_rev = None if dino_model else dino_manifest["revision"]
+        sd_rev = sd_rev or (None if sd_model else sd_manifest["revision"])
+        dino_rev = dino_rev or (None if dino_model else dino_manifest["revision"])
         sd_model = sd_model or sd_manifest["model_id"]
         dino_model = dino_model or dino_manifest["model_id"]
         base = data_home()
-    sd = SDConfig(model=sd_model, revision=sd_rev, grid=grid, crop=defaults["sd_crop"], dtype=dtype, device=device,
-                  conditioning=sd_conditioning, captioner_checkpoint=captioner_checkpoint)
-    dino = DinoConfig(model=dino_model, revision=dino_rev, grid=grid, blocks=tuple(dino_blocks), dtype=dtype,
-                      device=device)
-    return Run(profile=profile, data_root=Path(data_root or base / "SPair-71k").expanduser(),
-               pfpascal_root=Path(pfpascal_root or base / "PF-dataset-PASCAL").expanduser(),
-               tss_root=Path(tss_root or base / "TSS_CVPR2016").expanduser(),
-               cub_root=Path(cub_root or base / "CUB_200_2011").expanduser(),
-               cache_dir=Path(cache_dir or sdfuse_home() / "features").expanduser(),
-               results_dir=Path(results_dir or Path("results") / profile).expanduser(),
-               pairs_per_category=pairs_per_category, grid=grid, seed=seed, pca_dim=defaults["pca_dim"],
+    sd = SDConfig(model=sd_model, revision=sd_rev, grid=grid, crop=defaults["sd_crop"],
+                  dtype=value["dtype"] or defaults["dtype"], device=device, timestep=value["timestep"],
+                  conditioning=value["sd_conditioning"], captioner_checkpoint=checkpoint)
+    dino = DinoConfig(model=dino_model, revision=dino_rev, grid=grid, blocks=tuple(value["dino_blocks"]),
+                      dtype=sd.dtype, device=device)
+
+    def folder(name: str, default: Path) -> Path:
+        return Path(value[name] or default).expanduser()
+
+    return Run(profile=profile, data_root=folder("data_root", base / "SPair-71k"),
+               pfpascal_root=folder("pfpascal_root", base / "PF-dataset-PASCAL"),
+               tss_root=folder("tss_root", base / "TSS_CVPR2016"), cub_root=folder("cub_root", base / "CUB_200_2011"),
+               cache_dir=folder("cache_dir", sdfuse_home() / "features"),
+               results_dir=folder("results_dir", Path("results") / profile),
+               pairs_per_category=pairs_per_category, grid=grid, seed=value["seed"], pca_dim=defaults["pca_dim"],
                pca_sweep=tuple(defaults["pca_sweep"]), sd=sd, dino=dino, progress=progress)
+
+
+resolve.__doc__ += "\n    Run parameters:\n\n" + "\n".join(
+    f"    - ``{p.name}`` (default {p.default!r}): {p.help}" for p in RUN_PARAMETERS)
+
+
+def from_notebook(namespace: dict, progress: bool = False) -> Run:
+    """The :class:`Run` of a notebook: every run parameter read from its namespace (the generated
+    block of its parameters cell, as papermill left it)."""
+    return resolve(**{p.name: namespace[p.name] for p in RUN_PARAMETERS}, progress=progress)

@@ -26,9 +26,9 @@ def sdfuse_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_root(sdfuse_home) -> Path:
     """The smoke assets: models/sd (diffusers), models/dino (timm), SPair-71k (synthetic)."""
-    from sdfuse.smoke import ensure_smoke_assets
+    from sdfuse.assets import ensure_assets
 
-    return ensure_smoke_assets(sdfuse_home / "smoke")
+    return ensure_assets("smoke", sdfuse_home / "smoke")
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,9 @@ def test_console_script_help_lists_the_commands():
     (["reproduce", "--only", "table99"], "unknown notebook"),
     (["reproduce", "-p", "gird=12"], "no selected notebook has parameter(s) ['gird']"),
     (["reproduce", "-p", "novalue"], "is not key=value"),
-    (["extract", "-p", "grid=-4"], "grid G must be positive"),
+    (["extract", "-p", "grid=-4"], "grid must be >= 4, got -4"),
     (["extract", "-p", "grid=10"], "multiple of 4"),
-    (["extract", "-p", "colour=red"], "unknown parameter(s) ['colour']"),
+    (["extract", "-p", "colour=red"], "unknown run parameter(s) ['colour']"),
 ])
 def test_bad_parameters_exit_2_with_a_message(argv, message, capsys):
     assert main(argv) == 2

@@ -18,6 +18,13 @@ from PIL import Image, ImageFilter
 SAMPLE_DATA = Path(matplotlib.get_data_path()) / "sample_data"
 CANVASES = ((224, 168), (168, 224), (200, 200), (240, 160))
 """Output sizes (W, H): landscape, portrait and square, so every padding branch runs."""
+REAL_SIZE_SCALE = 2.1
+"""Canvas scale of the rehearsal fixtures: long sides 504 px, about SPair-71k's and PASCAL's 500."""
+
+
+def scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """A (W, H) canvas size times ``scale``, rounded to whole pixels."""
+    return round(size[0] * scale), round(size[1] * scale)
 
 
 def base_pictures() -> dict[str, Image.Image]:
@@ -73,11 +80,13 @@ def apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ affine[:, :2].T + affine[:, 2]
 
 
-def make_spair_like(root: str | Path, images_per_category: int = 4, seed: int = 0) -> Path:
+def make_spair_like(root: str | Path, images_per_category: int = 4, seed: int = 0, scale: float = 1.0,
+                    categories: tuple[str, ...] | None = None) -> Path:
     """Write an SPair-71k-format dataset under ``root`` (test split only) and return ``root``.
 
     Keypoint 4 (the centre) is hidden in image 1 of every category so that visibility filtering
-    runs; the pair JSONs list only the keypoints visible in both images, as SPair does.
+    runs; the pair JSONs list only the keypoints visible in both images, as SPair does. ``scale``
+    multiplies the canvas sizes; ``categories`` keeps a subset of the base pictures.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -87,13 +96,15 @@ def make_spair_like(root: str | Path, images_per_category: int = 4, seed: int = 
     pair_names = []
     pair_number = 0
     for category, picture in base_pictures().items():
+        if categories is not None and category not in categories:
+            continue
         (root / "JPEGImages" / category).mkdir(parents=True, exist_ok=True)
         (root / "ImageAnnotation" / category).mkdir(parents=True, exist_ok=True)
         base_kps = base_keypoints(*picture.size)
         corners = np.array([[0, 0], [picture.width, 0], [0, picture.height], [picture.width, picture.height]])
         images = []
         for j in range(images_per_category):
-            canvas = CANVASES[(j + len(category)) % len(CANVASES)]
+            canvas = scaled(CANVASES[(j + len(category)) % len(CANVASES)], scale)
             affine = _similarity(rng, picture.size, canvas)
             name = f"{category}_{j:02d}"
             render(picture, affine, canvas, _background(rng, canvas)).save(

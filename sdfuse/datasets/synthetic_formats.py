@@ -17,7 +17,8 @@ import scipy.io
 from PIL import Image
 
 from .flo import write_flo
-from .synthetic import CANVASES, _background, _similarity, apply, base_keypoints, base_pictures, render
+from .synthetic import (CANVASES, _background, _similarity, apply, base_keypoints, base_pictures, render,
+                        scaled)
 
 PF_FIXTURE_CLASSES = {"present": 1, "portrait": 15, "terrain": 20}
 """Base picture → PF-PASCAL class id (aeroplane, person, tvmonitor: the first, a middle and the last id)."""
@@ -52,11 +53,12 @@ def _warp_picture(rng: np.random.Generator, picture: Image.Image,
     return render(picture, affine, canvas, _background(rng, canvas)), affine
 
 
-def make_pfpascal_like(root: str | Path, seed: int = 0) -> Path:
+def make_pfpascal_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
     """Write ``root/PF-dataset-PASCAL`` (JPEGImages + test_pairs_pf_pascal.csv) and return that folder.
 
     Three classes of three images, 9 pairs; keypoint k of every image is lattice point k of the
     class picture, written with two decimals; one keypoint is −1 padding (:data:`PF_HIDDEN`).
+    ``scale`` multiplies the canvas sizes.
     """
     folder = Path(root) / "PF-dataset-PASCAL"
     (folder / "JPEGImages").mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,7 @@ def make_pfpascal_like(root: str | Path, seed: int = 0) -> Path:
         kps = base_keypoints(*picture.size)[:PF_KEYPOINTS[name]]
         files, points = [], []
         for j in range(3):
-            image, affine = _warp_picture(rng, picture, CANVASES[(j + number) % len(CANVASES)])
+            image, affine = _warp_picture(rng, picture, scaled(CANVASES[(j + number) % len(CANVASES)], scale))
             filename = f"{name}_{j:02d}.jpg"
             image.save(folder / "JPEGImages" / filename, quality=95)
             warped = np.round(apply(affine, kps), 2)
@@ -106,17 +108,19 @@ def _tss_direction(affine_src: np.ndarray, affine_trg: np.ndarray, picture_size:
     return flow, np.where(valid, 255, 0).astype(np.uint8).reshape(height, width)
 
 
-def make_tss_like(root: str | Path, seed: int = 0) -> Path:
+def make_tss_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
     """Write ``root/TSS_CVPR2016/{FG3DCar,JODS,PASCAL}/<pair>/`` (:data:`TSS_FIXTURE`) and return that folder.
 
     Each pair folder holds image1.png, image2.png, flow1.flo (on image1, pointing into image2),
     flow2.flo (on image2, into image1), mask1.png and mask2.png (0/255 where the picture is).
+    ``scale`` multiplies the image sizes.
     """
     folder = Path(root) / "TSS_CVPR2016"
     rng = np.random.default_rng(seed + 1)
     pictures = base_pictures()
     for subset, pairs in TSS_FIXTURE.items():
         for number, (name, size1, size2) in enumerate(pairs, start=1):
+            size1, size2 = scaled(size1, scale), scaled(size2, scale)
             pair_dir = folder / subset / f"{name}{number:02d}"
             pair_dir.mkdir(parents=True, exist_ok=True)
             picture = pictures[name]
@@ -147,14 +151,15 @@ def _cub_bbox(affine: np.ndarray, picture_size: tuple[int, int], canvas: tuple[i
     return int(low[0]), int(low[1]), int(high[0]), int(high[1])
 
 
-def make_cub_like(root: str | Path, seed: int = 0) -> Path:
+def make_cub_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
     """Write ``root/CUB_200_2011`` in CUB + CMR/ACSM layout and return that folder (PROTOCOL §9, §11).
 
     Three classes of :data:`CUB_IMAGES_PER_CLASS` images (ids 1…12 in class order) with
     images.txt, bounding_boxes.txt (CUB's 0-based x y w h), parts/part_locs.txt (1-based x, y;
     parts (j, j + 7) of image j invisible, written as 0 0 0) and
     ``cachedir/cub/data/test_cub_cleaned.mat``, which lists every image but the training one
-    of each class, with the CMR fields (id and bbox as doubles, as MATLAB writes them).
+    of each class, with the CMR fields (id and bbox as doubles, as MATLAB writes them). ``scale``
+    multiplies the image sizes.
     """
     folder = Path(root) / "CUB_200_2011"
     (folder / "parts").mkdir(parents=True, exist_ok=True)
@@ -169,7 +174,7 @@ def make_cub_like(root: str | Path, seed: int = 0) -> Path:
         parts = cub_part_positions(*picture.size)
         for j in range(CUB_IMAGES_PER_CLASS):
             image_id += 1
-            canvas = CUB_CANVASES[(j + class_number) % len(CUB_CANVASES)]
+            canvas = scaled(CUB_CANVASES[(j + class_number) % len(CUB_CANVASES)], scale)
             image, affine = _warp_picture(rng, picture, canvas)
             rel_path = f"{class_folder}/{class_folder.split('.')[1]}_{image_id:04d}.jpg"
             image.save(folder / "images" / rel_path, quality=95)

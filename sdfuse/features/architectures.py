@@ -1,8 +1,8 @@
 """Model configurations: Stable Diffusion v1.5's published shapes and the smoke profile's tiny twins.
 
-The SD v1.5 values are those of the ``unet/config.json`` and ``vae/config.json`` files of the
-SD v1.5 repository; they let tests and benchmarks build the real-size architectures (on the
-``meta`` device, or with random weights) without downloading anything. The smoke configs keep
+The SD v1.5 values are those of the ``unet/``, ``vae/`` and ``text_encoder/config.json`` files of
+the SD v1.5 repository; they let the rehearsal profile, tests and benchmarks build the real-size
+architectures (on the ``meta`` device, or with random weights) without downloading anything. The smoke configs keep
 the *module structure* (4 down/up blocks, cross-attention in 3 of each, 2 ResNets per down block,
 3 per up block) so the same hook points run, with tiny widths.
 """
@@ -20,6 +20,12 @@ SD15_VAE = dict(
     block_out_channels=(128, 256, 512, 512),
     down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
 )
+SD15_TEXT_ENCODER = dict(
+    vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+    max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
+    bos_token_id=0, eos_token_id=2, pad_token_id=1,
+)
+"""CLIP ViT-L/14's text tower as in SD v1.5's ``text_encoder/config.json`` (its legacy special-token ids included)."""
 SD15_SCHEDULER = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
 )

@@ -1,0 +1,250 @@
+"""The run parameters: one schema behind ``profiles.resolve``, ``sdfuse reproduce/extract -p`` and
+every notebook's parameters cell.
+
+Each :class:`Parameter` has a type, a range or a set of choices and a help text. The CLI parses
+``-p key=value`` with it, :func:`sdfuse.profiles.resolve` checks every value with it before any model
+loads, and the first lines of each table notebook's parameters cell are generated from it
+(:func:`parameters_cell`; ``python -m sdfuse.parameters`` rewrites them, a test checks they agree), so
+``papermill --help-notebook`` lists every parameter with its help. This module imports nothing heavy.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+PROFILES: dict[str, dict] = {
+    # pca_dim: co-PCA size per SD layer (§3.1); pca_sweep: supp. Table 2's sizes. The smoke models'
+    # layers have 32/32/16 channels and DINO 48, so 16 per layer keeps 3·d = DINO width as at 256/768.
+    "smoke": dict(grid=12, sd_crop=128, pairs_per_category=20, dtype="float32", device="cpu",
+                  pca_dim=16, pca_sweep=(24, 16, 8)),
+    # The paper's settings on the real architectures with seeded random weights (real sizes, real
+    # on-disk layouts) and synthetic data at real image sizes: proves the paper path, not the paper.
+    "rehearsal": dict(grid=60, sd_crop=512, pairs_per_category=1, dtype="float32", device="auto",
+                      pca_dim=256, pca_sweep=(384, 256, 128)),
+    "paper": dict(grid=60, sd_crop=512, pairs_per_category=20, dtype="float32", device="auto",
+                  pca_dim=256, pca_sweep=(384, 256, 128)),
+}
+"""Profile → defaults of the parameters left at None (DESIGN "Profiles")."""
+
+MAX_PAIRS_PER_CATEGORY = 100_000
+"""Larger draws are refused: SPair-71k's largest category has 870 test pairs (PROTOCOL §7.1)."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One run parameter. ``kind``: str, path, int, ints (a tuple of integers) or choice.
+
+    ``default`` None means "the profile's default" (or "not set"); ``folder`` marks paths that
+    must be folders when they exist, ``existing`` paths that must exist.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    choices: tuple = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    folder: bool = False
+    existing: bool = False
+    multiple_of: int = 1
+
+    def check(self, value: Any) -> Any:
+        """``value`` as this parameter's type, or :class:`ConfigError` saying what is expected."""
+        if value is None:
+            return None
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ConfigError(f"{self.name} must be one of {list(self.choices)}, got {value!r}")
+            return value
+        if self.kind == "str":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{self.name} must be a non-empty string, got {value!r}")
+            return value
+        if self.kind == "path":
+            return self._path(value)
+        if self.kind == "int":
+            return self._integer(value, self.name)
+        if self.kind == "ints":
+            if isinstance(value, str):
+                value = [part for part in value.replace(",", " ").split()]
+            elif not isinstance(value, (list, tuple)):
+                value = [value]
+            if not value:
+                raise ConfigError(f"{self.name} must list at least one integer, got {value!r}")
+            numbers = tuple(self._integer(v, f"each of {self.name}") for v in value)
+            if len(set(numbers)) != len(numbers):
+                raise ConfigError(f"{self.name} lists a value twice: {list(numbers)}")
+            return sorted(numbers)
+        raise AssertionError(f"unknown parameter kind {self.kind!r}")
+
+    def _integer(self, value: Any, what: str) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ConfigError(f"{what} must be an integer, got {value!r}") from None
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise ConfigError(f"{what} must be an integer, got {value!r}")
+        value = int(value)
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"{what} must be >= {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(f"{what} must be <= {self.maximum}, got {value}")
+        if value % self.multiple_of:
+            raise ConfigError(f"{what} must be a multiple of {self.multiple_of}, got {value}")
+        return value
+
+    def _path(self, value: Any) -> str:
+        if not isinstance(value, (str, Path)) or not str(value).strip():
+            raise ConfigError(f"{self.name} must be a path, got {value!r}")
+        path = Path(value).expanduser()
+        if self.existing and not path.exists():
+            raise ConfigError(f"{self.name}: {path} does not exist; check the path")
+        if self.folder and path.exists() and not path.is_dir():
+            raise ConfigError(f"{self.name}={str(value)!r} is a file, not a folder; pass a folder")
+        if not self.folder and path.is_dir():
+            raise ConfigError(f"{self.name}={str(value)!r} is a folder; pass the file itself")
+        return str(path)
+
+    @property
+    def annotation(self) -> str:
+        """The type papermill shows in ``--help-notebook``."""
+        return {"int": "int", "ints": "list"}.get(self.kind, "str")
+
+
+_ROOT = "folder; None for the profile default (under $SDFUSE_DATA, or the smoke/rehearsal fixtures)"
+
+RUN_PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("profile", "choice", "smoke", "smoke (tiny models, synthetic data), rehearsal (real architectures "
+              "with random weights) or paper (real weights and data)", choices=tuple(PROFILES)),
+    Parameter("pairs_per_category", "int", None, "SPair-71k pairs drawn per category (0 for all pairs); None for "
+              "the profile default (20 as in the supplement)", minimum=0, maximum=MAX_PAIRS_PER_CATEGORY),
+    Parameter("seed", "int", 42, "pair-sampling seed (the reference re-seeds 42 per category)",
+              minimum=0, maximum=2**32 - 1),
+    Parameter("grid", "int", None, "descriptor grid side G, a multiple of 4 (60 for paper: SD 16G px, DINOv2 14G "
+              "px); None for the profile default", minimum=4, maximum=200, multiple_of=4),
+    Parameter("device", "str", None, "cpu, cuda, cuda:N or auto (a GPU when there is one); None for the "
+              "profile default"),
+    Parameter("dtype", "choice", None, "float32 (as the reference), bfloat16 or float16; None for the profile "
+              "default (float32)", choices=("float32", "bfloat16", "float16")),
+    Parameter("sd_model", "str", None, "SD v1.5 weights: a local diffusers folder or a Hugging Face id; None for "
+              "the profile default"),
+    Parameter("sd_revision", "str", None, "Hugging Face revision of sd_model; None for the manifest's pin"),
+    Parameter("dino_model", "str", None, "DINOv2 ViT-B/14 weights: a local timm folder or a Hugging Face id; None "
+              "for the profile default"),
+    Parameter("dino_revision", "str", None, "Hugging Face revision of dino_model; None for the manifest's pin"),
+    Parameter("dino_blocks", "ints", [9, 11], "DINOv2 blocks cached per image, 0-based (11 is the last of ViT-B; "
+              "Ensemble-ViT also needs 9)", minimum=0, maximum=63),
+    Parameter("sd_conditioning", "choice", "empty", "empty prompt, or implicit (the ODISE captioner: needs "
+              "captioner_checkpoint)", choices=("empty", "implicit")),
+    Parameter("captioner_checkpoint", "path", None, "path of the ODISE checkpoint odise_label_coco_50e-b67d2efc.pth "
+              "(non-commercial licence): implicit conditioning and Table 2's projection row", existing=True),
+    Parameter("timestep", "int", 100, "diffusion timestep t of the SD features (the paper: 100)",
+              minimum=0, maximum=999),
+    Parameter("data_root", "path", None, "SPair-71k " + _ROOT, folder=True),
+    Parameter("pfpascal_root", "path", None, "PF-PASCAL " + _ROOT, folder=True),
+    Parameter("tss_root", "path", None, "TSS_CVPR2016 " + _ROOT, folder=True),
+    Parameter("cub_root", "path", None, "CUB_200_2011 " + _ROOT, folder=True),
+    Parameter("cache_dir", "path", None, "per-image feature cache folder; None for $SDFUSE_HOME/features",
+              folder=True),
+    Parameter("results_dir", "path", None, "folder of the results CSVs; None for results/PROFILE", folder=True),
+)
+"""Every parameter of a run, in the order of the notebooks' parameters cells."""
+
+BY_NAME = {p.name: p for p in RUN_PARAMETERS}
+
+
+def check_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Every value checked and converted by its :class:`Parameter`; an unknown name is a ConfigError."""
+    unknown = sorted(set(values) - set(BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown run parameter(s) {unknown}; the run parameters are {sorted(BY_NAME)}")
+    return {name: BY_NAME[name].check(value) for name, value in values.items()}
+
+
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """``key=value`` from the command line: a Python literal where it parses as one, else the string.
+
+    For str, path and choice parameters a value that is not a quoted string literal stays the text as
+    typed (``-p sd_revision=1234`` is the revision "1234"); ``None`` always means the default.
+    """
+    key, sep, text = item.partition("=")
+    key, text = key.strip(), text.strip()
+    if not sep or not key:
+        raise ConfigError(f"parameter {item!r} is not key=value (e.g. -p pairs_per_category=0)")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = text
+    parameter = BY_NAME.get(key)
+    if value is not None and parameter is not None and parameter.kind in ("str", "path", "choice"):
+        return key, value if isinstance(value, str) else text
+    return key, value
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """Every ``-p key=value``; a key given twice is a ConfigError."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, value = parse_assignment(item)
+        if key in params:
+            raise ConfigError(f"parameter {key!r} is given twice")
+        params[key] = value
+    return params
+
+
+GENERATED_END = "# (end of the run parameters; this notebook's own parameters follow)"
+"""The line after the generated block of a notebook's parameters cell."""
+
+
+def parameter_line(parameter: Parameter) -> str:
+    """``name: type = default  # help``, in the form papermill parses (no '=' in the help)."""
+    assert "=" not in parameter.help and "#" not in parameter.help, parameter.name
+    return f"{parameter.name}: {parameter.annotation} = {parameter.default!r}  # {parameter.help}"
+
+
+def parameters_block() -> str:
+    """The generated first lines of every table notebook's parameters cell."""
+    return "\n".join([parameter_line(p) for p in RUN_PARAMETERS] + [GENERATED_END])
+
+
+def notebook_parameter_source(source: str) -> str:
+    """A parameters cell's source with its generated block replaced by the current one."""
+    own = source.split(GENERATED_END, 1)[1] if GENERATED_END in source else ""
+    return parameters_block() + own
+
+
+def rewrite_notebooks(paths: list[Path]) -> list[Path]:
+    """Rewrite the generated block of each notebook's parameters cell; returns the changed files."""
+    changed = []
+    for path in paths:
+        notebook = json.loads(path.read_text())
+        cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+        old = "".join(cell["source"])
+        new = notebook_parameter_source(old)
+        if new != old:
+            cell["source"] = new.splitlines(keepends=True)
+            path.write_text(json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+            changed.append(path)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sdfuse.parameters [NOTEBOOK ...]``: regenerate the notebooks' run parameters."""
+    from .runner import NOTEBOOK_DIR, NOTEBOOKS
+
+    paths = [Path(p) for p in argv] if argv else [NOTEBOOK_DIR / f"{stem}.ipynb" for stem in NOTEBOOKS.values()]
+    for path in rewrite_notebooks(paths):
+        print(f"rewrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
