@@ -3,22 +3,28 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+INSTALL_LOG := $(VENV)/install.log
+BOOK_LOG := _build/book.log
 
-.PHONY: setup book test bench clean
+.PHONY: setup book test bench rehearse clean
 
 setup: $(STAMP)
 
+# pip's output goes to a log, shown only when the installation fails.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing sdfuse and its dependencies into $(VENV) (a few minutes the first time; log: $(INSTALL_LOG))"
+	@{ $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e ".[dev]"; } > $(INSTALL_LOG) 2>&1 \
+	  || { tail -n 40 $(INSTALL_LOG); echo "error: the installation failed; the whole log is $(INSTALL_LOG)"; exit 1; }
+	@touch $(STAMP)
 
-# A failing notebook does not stop the others or the book: its page shows the error, and
-# `make book` exits non-zero after building.
+# One line per notebook, then where the book is. A failing notebook does not stop the others or the
+# book: its page shows the error, and `make book` exits non-zero after building.
 book: setup
+	@mkdir -p _build
 	@$(BIN)/sdfuse reproduce --profile smoke; status=$$?; \
-	$(BIN)/jupyter-book build . -W -n --keep-going || exit 1; \
+	$(BIN)/jupyter-book build . -W -n --keep-going > $(BOOK_LOG) 2>&1 \
+	  || { tail -n 40 $(BOOK_LOG); echo "error: the book did not build; the whole log is $(BOOK_LOG)"; exit 1; }; \
 	echo "The book is at file://$(CURDIR)/_build/html/index.html"; \
 	exit $$status
 
@@ -29,6 +35,11 @@ test: setup
 # bf16 parity; writes results/benchmark/benchmark.{json,md}. BENCH_ARGS=--quick or --full (see benchmarks/README.md).
 bench: setup
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# The whole rehearsal profile (every table at the paper's settings, real-size random models; about an hour on
+# 2 CPU cores): wall time, peak RSS and time per stage into the benchmark's `rehearsal` section, then the book.
+rehearse: setup
+	$(BIN)/python -m benchmarks.rehearsal
 
 clean:
 	rm -rf _build book/tables results

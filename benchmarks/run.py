@@ -165,6 +165,13 @@ def summarize(sections: dict) -> list[dict]:
                 "(worst of SD, Fuse)", gpu, min(nn.values()), "fraction", ">= 0.99", min(nn.values()) >= 0.99)
     add("gpu_table1_per_pair_s", f"Table 1's 14 methods per pair on {device}", gpu,
         _get(sections, gpu, "table1_per_pair_s"), "s")
+    rh = "rehearsal"
+    add("rehearsal_wall_s", "make rehearse: every table and notebook at the paper's settings, real-size random models",
+        rh, _get(sections, rh, "wall_s"), "s")
+    add("rehearsal_seconds_per_image", "rehearsal: SD (4 crops of 512 px) + DINOv2 (840 px) per image, fp32", rh,
+        _get(sections, rh, "seconds_per_image"), "s")
+    add("rehearsal_peak_rss_gib", "rehearsal: peak RSS (the benchmark process or a notebook kernel)", rh,
+        _get(sections, rh, "peak_rss_gib"), "GiB")
     add("gpu_supplement_projection_fp32_min", f"whole supplement projected on {device}, float32", gpu,
         _get(sections, gpu, "supplement_projection_min", "float32"), "min")
     return rows

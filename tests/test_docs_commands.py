@@ -10,6 +10,7 @@ notebook's declared parameters, ``python -m benchmarks.*`` by their own parsers.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shlex
@@ -119,6 +120,8 @@ def check_command(command: str, stand_in: dict, capsys) -> None:
             if variable.startswith("BENCH_ARGS="):
                 from benchmarks.run import build_parser as bench_parser
                 bench_parser().parse_args(variable.split("=", 1)[1].split())
+    elif words[:2] == ["papermill", "--help-notebook"]:
+        assert notebook_parameters(Path(words[2]).stem) >= set(parameters.BY_NAME)
     elif words[0] == "papermill":
         notebook = ROOT / words[1]
         declared = notebook_parameters(notebook.stem)
@@ -128,12 +131,10 @@ def check_command(command: str, stand_in: dict, capsys) -> None:
             assert key in declared, f"{notebook.name} has no parameter {key!r}"
             if key in parameters.BY_NAME:
                 parameters.check_values({key: parameters.parse_assignment(f"{key}={value}")[1]})
-    elif words[:3] == ["python", "-m", "benchmarks.run"]:
-        from benchmarks.run import build_parser as bench_parser
-        bench_parser().parse_args(words[3:])
-    elif words[:3] == ["python", "-m", "benchmarks.gpu"]:
-        from benchmarks.gpu import build_parser as gpu_parser
-        gpu_parser().parse_args(words[3:])
+    elif words[:2] == ["python", "-m"] and words[2].startswith("benchmarks."):
+        importlib.import_module(words[2]).build_parser().parse_args(words[3:])
+    elif words[:3] == ["python", "-m", "sdfuse.parameters"]:
+        assert all((ROOT / w).is_file() for w in words[3:])
     else:
         assert any(command.removeprefix(".venv/bin/").startswith(e) for e in EXTERNAL), \
             f"no check for documented command {command!r}"
