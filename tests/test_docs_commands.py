@@ -62,7 +62,8 @@ def documented_assignments() -> list[tuple[str, str, str]]:
     found = []
     for source, text in _texts():
         for key, value in re.findall(r"-p\s+(\w+)=(\S+?)[`,)]?(?=\s|`|$)", text):
-            found.append((source, key, value.rstrip("`.,)")))
+            if (key, value) != ("key", "value"):                      # the syntax itself, named in prose
+                found.append((source, key, value.rstrip("`.,)")))
     return found
 
 
