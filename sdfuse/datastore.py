@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from pooch import file_hash
 
+from .archives import UnsafeArchiveError, unpack_tar, unpack_zip
 from .datalock import lock_key, lock_path, read_lock, record
 from .download import download_first
 from .errors import DatasetError, SdfuseError
@@ -237,7 +238,10 @@ def _obtain(spec: FileSpec, root: Path, mirror: str | None, progress: bool) -> t
 
 
 def _accept(name: str, spec: FileSpec, candidate: Path, root: Path, source: str) -> Checked:
-    """Checksum ``candidate``; quarantine it on a mismatch, else install it and trust it (first use)."""
+    """Checksum ``candidate``; quarantine it on a mismatch, else install it and trust it (first use).
+
+    An archive that is unsafe to unpack (:mod:`sdfuse.archives`) is quarantined too and never trusted.
+    """
     key = lock_key(name, spec.archive)
     expected = expected_checksums(spec, read_lock(root).get(key))
     observed, wrong = _mismatches(candidate, expected)
@@ -252,7 +256,13 @@ def _accept(name: str, spec: FileSpec, candidate: Path, root: Path, source: str)
     candidate.replace(archive)
     if spec.size_bytes is not None and archive.stat().st_size != spec.size_bytes:
         log.warning("%s has %d bytes, the manifest says %d", archive, archive.stat().st_size, spec.size_bytes)
-    _install(name, spec, archive, root)
+    try:
+        _install(name, spec, archive, root)
+    except UnsafeArchiveError as error:
+        moved = _quarantine(archive, root, spec.archive, observed["sha256"])
+        raise UnsafeArchiveError(f"{spec.archive} refused, it is unsafe to unpack: {error}. Nothing was unpacked and "
+                                 f"it is not trusted; it was moved to {moved} for inspection. Tell the dataset's "
+                                 f"maintainers, or check its source in {display_path(name)}.") from error
     if "sha256" in expected:
         return Checked(spec.archive, observed["sha256"], f"matches the {expected['sha256'][1]}")
     record(root, key, observed["sha256"], archive.stat().st_size, source)
@@ -277,17 +287,15 @@ def _quarantine(path: Path, root: Path, archive: str, sha256: str) -> Path:
 
 
 def _install(name: str, spec: FileSpec, archive: Path, root: Path) -> None:
-    """Unpack (tar with the safe ``data`` filter, zip without ``__MACOSX/``) or copy into ``root/<into>``."""
+    """Unpack (every member checked first, :mod:`sdfuse.archives`; zip without ``__MACOSX/``) or copy into ``root/<into>``."""
     dest = root / spec.into
     dest.mkdir(parents=True, exist_ok=True)
     log.info("installing %s into %s", archive, dest)
     try:
         if spec.unpack == "tar":
-            with tarfile.open(archive) as tar:
-                tar.extractall(dest, filter="data")
+            unpack_tar(archive, dest)
         elif spec.unpack == "zip":
-            with zipfile.ZipFile(archive) as zipped:
-                zipped.extractall(dest, members=[m for m in zipped.namelist() if not _is_macos_junk(m)])
+            unpack_zip(archive, dest, skip=_is_macos_junk)
         else:
             shutil.copyfile(archive, dest / spec.archive)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
