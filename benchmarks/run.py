@@ -24,10 +24,11 @@ from .common import CpuShare, machine, now_utc, process_peak_rss_gib
 
 SCHEMA = "sdfuse-benchmark/1"
 SECTIONS = ("backbone_passes", "extraction_cost", "matching_cost", "cache_bytes", "precision_parity",
-            "smoke_end_to_end")
+            "smoke_end_to_end", "cache_verification")
 MODES = {
     "quick": {"backbone_passes", "matching_cost", "cache_bytes", "precision_parity"},
-    "default": {"backbone_passes", "matching_cost", "cache_bytes", "precision_parity", "extraction_cost"},
+    "default": {"backbone_passes", "matching_cost", "cache_bytes", "precision_parity", "extraction_cost",
+                "cache_verification"},
     "full": set(SECTIONS),
 }
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "benchmark"
@@ -54,6 +55,9 @@ def _section(name: str, mode: str, workdir: Path):
     if name == "smoke_end_to_end":
         from . import e2e
         return e2e.run()
+    if name == "cache_verification":
+        from . import cache_verify
+        return cache_verify.run(reps=5 if mode == "full" else 3)
     raise ValueError(name)
 
 
@@ -145,6 +149,11 @@ def summarize(sections: dict) -> list[dict]:
     delta = _get(sections, pp, "max_abs_pck_delta")
     add("bf16_max_abs_pck_delta", "bf16 vs fp32 extraction (smoke): largest |ΔPCK|", pp, delta, "PCK points",
         "<= 0.2", None if delta is None else delta <= 0.2)
+
+    cv = "cache_verification"
+    add("cache_verify_overhead_fraction", "Cache-entry verification on read (digests, shapes, finiteness) ÷ the rest of "
+        "a warm pair at G=60, all 4 entries (≈ 37 MB per image) read from disk", cv,
+        _get(sections, cv, "overhead_fraction"), "fraction", "<= 0.05", _get(sections, cv, "target_met"))
 
     e2 = "smoke_end_to_end"
     add("smoke_reproduce_cold_s", "sdfuse reproduce --profile smoke, cold (builds assets, extracts)", e2,

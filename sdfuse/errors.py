@@ -30,3 +30,7 @@ class ResourceError(SdfuseError):
 
 class UnsafeWeightsError(SdfuseError):
     """A weight file is not plain tensors (a pickle with code in it): refused, never unpickled."""
+
+
+class FeatureError(SdfuseError):
+    """A backbone produced unusable features (NaN or infinite values); nothing was cached."""

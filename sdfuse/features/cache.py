@@ -11,6 +11,17 @@ readable partial entry and a rerun resumes where it stopped; the temporary files
 never read and are removed by the next :meth:`CachedExtractor.prefill`. Concurrent writers of the
 same entry each write their own temporary file and the last rename wins: a reader sees a complete
 entry or none. A full disk raises :class:`~sdfuse.errors.StorageError` naming the entry.
+
+Entries are verified on every read from disk (:meth:`CachedExtractor.verify`): the safetensors
+metadata records the cache format, the image's sha256, the full sha256 of the setting fingerprint
+and, per tensor, its shape, dtype and a 128-bit XXH3 digest of its bytes. An entry that does not
+load, belongs to another image or setting, has a tensor of another shape, dtype or content (bit
+flips), or holds NaN or infinite values is logged as a warning and recomputed, never used. XXH3 is
+not cryptographic: it detects accidental damage (a flipped bit, a truncated or swapped file); a
+person who can write the cache can also rewrite its digests. It is ~7× cheaper than sha256, which
+keeps verification within a few per cent of a warm run (``benchmarks/cache_verify.py``). Features
+that come out of the backbone non-finite raise :class:`~sdfuse.errors.FeatureError` and are never
+stored.
 """
 from __future__ import annotations
 
@@ -24,12 +35,13 @@ from pathlib import Path
 from typing import Iterable, Protocol
 
 import torch
+import xxhash
 from PIL import Image
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from tqdm import tqdm
 
-from ..errors import DatasetError
+from ..errors import DatasetError, FeatureError
 from ..images import IMAGE_DECODING, open_rgb
 from ..storage import atomic_write, atomic_write_text, remove_stray_tmp
 
@@ -45,9 +57,36 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def setting_digest(fingerprint: dict) -> str:
-    """Short sha256 of a fingerprint dict (canonical JSON)."""
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+def setting_digest(fingerprint: dict, length: int = 16) -> str:
+    """sha256 of a fingerprint dict (canonical JSON), its first ``length`` hex digits."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:length]
+
+
+CACHE_FORMAT = "sdfuse-cache/2"
+"""Layout of an entry's metadata (module docstring); part of the setting, so entries of another format
+(format 1 had no digests) live in another folder and are never read."""
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """128-bit XXH3 of a tensor's bytes (C order)."""
+    data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def _dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def tensor_record(tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """Shape, dtype and digest of every tensor: what an entry's ``tensors`` metadata holds."""
+    return {key: {"shape": list(t.shape), "dtype": _dtype_name(t), "xxh3_128": tensor_digest(t)}
+            for key, t in sorted(tensors.items())}
+
+
+def non_finite(tensors: dict) -> list:
+    """Keys of the tensors holding a NaN or an infinite value (a float sum first: cheap, never misses one)."""
+    return [key for key, t in tensors.items()
+            if t.is_floating_point() and not torch.isfinite(t.sum()) and not torch.isfinite(t).all()]
 
 
 CACHE_FIX = "move the feature cache to a bigger or writable disk (-p cache_dir=/path; the cache can be deleted safely)"
@@ -90,12 +129,14 @@ class CachedExtractor:
     def __init__(self, extractor: Extractor, root: str | os.PathLike, kind: str, memory_items: int = 64):
         self.extractor = extractor
         self.kind = kind
-        fingerprint = {**extractor.config.fingerprint(), "image_decoding": IMAGE_DECODING}
+        fingerprint = {**extractor.config.fingerprint(), "image_decoding": IMAGE_DECODING, "cache_format": CACHE_FORMAT}
         self.folder = Path(root).expanduser() / f"{kind}-{setting_digest(fingerprint)}"
         self._fingerprint = fingerprint
+        self.setting = setting_digest(fingerprint, length=64)
         self._memory: OrderedDict[str, dict[int, torch.Tensor]] = OrderedDict()
         self._memory_items = memory_items
         self._digests: dict[tuple, str] = {}
+        self._layout: dict | None = None
         self.forward_passes = 0
 
     def entry_path(self, image_path: str | os.PathLike) -> Path:
@@ -121,7 +162,7 @@ class CachedExtractor:
         if key in self._memory:
             self._memory.move_to_end(key)
             return self._memory[key]
-        features = self._read(path)
+        features = self._read(path, image_path)
         if features is None:
             image = open_rgb(image_path)
             try:
@@ -129,28 +170,93 @@ class CachedExtractor:
             except DatasetError as error:
                 raise DatasetError(f"{image_path}: {error}") from error
             self.forward_passes += 1
+            bad = non_finite(features)
+            if bad:
+                raise FeatureError(f"the {self.kind} features of {image_path} hold NaN or infinite values (layer(s) "
+                                   f"{sorted(bad)}); nothing was cached. This happens when a reduced-precision dtype "
+                                   f"overflows: run with -p dtype=float32, or check the model weights")
             self._write(path, features, image_path)
         self._memory[key] = features
         if len(self._memory) > self._memory_items:
             self._memory.popitem(last=False)
         return features
 
-    def _read(self, path: Path) -> dict[int, torch.Tensor] | None:
+    def _read(self, path: Path, image_path) -> dict[int, torch.Tensor] | None:
+        """The entry's features when it verifies; None (after a warning) when it must be recomputed."""
         if not path.is_file():
             return None
         try:
-            return {int(k): v for k, v in load_file(str(path)).items()}
-        except (SafetensorError, OSError, ValueError) as error:
+            with safe_open(str(path), framework="pt") as entry:
+                metadata = entry.metadata() or {}
+                tensors = {key: entry.get_tensor(key) for key in entry.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
             log.warning("unreadable cache entry %s (%s); recomputing it", path, error)
             return None
+        problem = self.verify(tensors, metadata, self._digest(image_path))
+        if problem:
+            log.warning("cache entry %s %s; recomputing it", path, problem)
+            return None
+        return {int(k): v for k, v in tensors.items()}
+
+    def verify(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str], image_sha256: str) -> str | None:
+        """What is wrong with an entry read from disk for the image of ``image_sha256``, or None (module docstring).
+
+        Cheap checks first: format, image, setting, then each tensor's shape and dtype against the
+        entry's record and the setting's :attr:`layout`, then the digests, then finiteness.
+        """
+        if metadata.get("format") != CACHE_FORMAT:
+            return f"has format {metadata.get('format')!r}, not {CACHE_FORMAT!r}"
+        if metadata.get("image_sha256") != image_sha256:
+            return f"belongs to another image (sha256 {metadata.get('image_sha256')}, this image's is {image_sha256})"
+        if metadata.get("setting") != self.setting:
+            return "was computed with another extractor setting"
+        try:
+            recorded = json.loads(metadata.get("tensors", ""))
+        except ValueError:
+            return "has no readable tensor record"
+        if not isinstance(recorded, dict) or sorted(recorded) != sorted(tensors):
+            return f"holds tensors {sorted(tensors)}, its record lists {sorted(recorded) if isinstance(recorded, dict) else '?'}"
+        layout = self.layout
+        for key, tensor in sorted(tensors.items()):
+            actual = [list(tensor.shape), _dtype_name(tensor)]
+            for source, where in ((recorded, "the recorded"), (layout, f"the setting's ({self.folder / 'setting.json'})")):
+                if source is None:
+                    continue
+                expected = source.get(key) if isinstance(source.get(key), dict) else {}
+                if [expected.get("shape"), expected.get("dtype")] != actual:
+                    return (f"tensor {key}: shape {actual[0]}, dtype {actual[1]} differ from {where} "
+                            f"{expected.get('shape')}, {expected.get('dtype')}")
+        for key, tensor in sorted(tensors.items()):
+            if tensor_digest(tensor) != recorded[key].get("xxh3_128"):
+                return f"tensor {key}: its digest differs from the recorded one (the bytes changed)"
+        bad = non_finite(tensors)
+        if bad:
+            return f"holds NaN or infinite values in tensor(s) {bad}"
+        return None
 
     def _write(self, path: Path, features: dict[int, torch.Tensor], image_path) -> None:
+        tensors = {str(k): v for k, v in features.items()}
+        record = tensor_record(tensors)
         setting = self.folder / "setting.json"
         if not setting.is_file():
-            atomic_write_text(setting, json.dumps(self._fingerprint, indent=1, sort_keys=True),
+            layout = {key: {"shape": r["shape"], "dtype": r["dtype"]} for key, r in record.items()}
+            atomic_write_text(setting, json.dumps({**self._fingerprint, "layout": layout}, indent=1, sort_keys=True),
                               what="the cache setting record", fix=CACHE_FIX)
-        atomic_save({str(k): v for k, v in features.items()}, path,
-                    metadata={"kind": self.kind, "source": os.fspath(image_path)})
+        atomic_save(tensors, path, metadata={
+            "format": CACHE_FORMAT, "kind": self.kind, "source": os.fspath(image_path),
+            "image_sha256": self._digest(image_path), "setting": self.setting,
+            "tensors": json.dumps(record, sort_keys=True)})
+
+    @property
+    def layout(self) -> dict | None:
+        """Shape and dtype of every tensor, as ``setting.json`` records them from the setting's first
+        extraction (every image of a setting has the same); None before that."""
+        if self._layout is None:
+            try:
+                self._layout = json.loads((self.folder / "setting.json").read_text())["layout"]
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+        return self._layout
 
     def prefill(self, image_paths: Iterable[str | os.PathLike], progress: bool = True) -> int:
         """Make sure every image has an entry; returns how many were extracted now."""
