@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from .datasets.derived import cached_png, derived_key
 from .datasets.pairs import Pair
 from .datasets.tss import (TSSSample, dense_flow_to_image, flow_from_nn, pair_folder_counts, read_sample, tss_pck,
                            weighted_average)
@@ -37,16 +38,12 @@ def reference_form(method: Method) -> Method:
 
 
 def _padded_paths(run: Run, sample: TSSSample, src: np.ndarray, trg: np.ndarray) -> tuple[Path, Path]:
+    """The padded pair images as PNG files, keyed by each source's content and the padded size."""
     folder = run.derived_dir / "tss" / sample.subset / sample.pair_dir
-    folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, array in ((sample.src_image.stem, src), (sample.trg_image.stem, trg)):
-        path = folder / f"{name}_padded.png"
-        if not path.is_file():
-            tmp = path.with_suffix(".tmp.png")
-            Image.fromarray(array).save(tmp)
-            tmp.replace(path)
-        paths.append(path)
+    for source, array in ((sample.src_image, src), (sample.trg_image, trg)):
+        key = derived_key([source], {"derivation": "tss-pad-right-bottom-1", "padded_hw": list(array.shape[:2])})
+        paths.append(cached_png(folder / f"{source.stem}_padded-{key}.png", lambda array=array: Image.fromarray(array)))
     return paths[0], paths[1]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +102,11 @@ def _check_pair(pair: Pair) -> None:
 
 @pytest.fixture(scope="module")
 def spair(smoke_root, tmp_path_factory):
+    """A pair JSON and a copy of its category's images (the loader checks the images' sizes)."""
     source = sorted((smoke_root / "SPair-71k" / "PairAnnotation" / "test").glob("*:present.json"))[0]
-    return json.loads(source.read_text()), source.name, tmp_path_factory.mktemp("spair_fuzz")
+    folder = tmp_path_factory.mktemp("spair_fuzz")
+    shutil.copytree(smoke_root / "SPair-71k" / "JPEGImages" / "present", folder / "SPair-71k" / "JPEGImages" / "present")
+    return json.loads(source.read_text()), source.name, folder
 
 
 @st.composite
@@ -150,7 +154,7 @@ def pfpascal(smoke_root, tmp_path_factory):
     data = tmp_path_factory.mktemp("pf_fuzz")
     root = data / "PF-dataset-PASCAL"
     root.mkdir()
-    (root / "JPEGImages").symlink_to(smoke_root / "PF-dataset-PASCAL" / "JPEGImages")
+    shutil.copytree(smoke_root / "PF-dataset-PASCAL" / "JPEGImages", root / "JPEGImages")   # a link out is refused
     text = (smoke_root / "PF-dataset-PASCAL" / "test_pairs_pf_pascal.csv").read_text()
     return root, "\n".join(text.split("\n")[:7]) + "\n"            # header and six pairs: enough to mutate
 

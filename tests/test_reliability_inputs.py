@@ -254,7 +254,7 @@ def test_tss_damaged_image_and_unknown_flow_at_valid_pixels(smoke_root, tmp_path
     (lambda d: d["src_kps"].pop(), "source, .* target keypoints and .* ids"),
     (lambda d: d.__setitem__("kps_ids", []), "one or more distinct integers"),
     (lambda d: d["kps_ids"].__setitem__(1, d["kps_ids"][0]), "one or more distinct integers"),
-    (lambda d: d.__setitem__("trg_bndbox", [5, 5, 5, 5]), "positive side"),
+    (lambda d: d.__setitem__("trg_bndbox", [5, 5, 5, 5]), r"trg_bndbox: box \[5.0, 5.0, 5.0, 5.0\] is degenerate"),
     (lambda d: d.__setitem__("trg_imsize", [0, 10, 3]), "not a plausible image size"),
     (lambda d: d.__setitem__("src_imname", "../../etc/passwd"), "not a plain file name"),
     (lambda d: d.__setitem__("category", "portrait"), "differs from the file name's 'terrain'"),

@@ -17,8 +17,10 @@ Verified against the public sources (through the search tool; no code copied):
   (3×15), ``mask`` and ``class_id`` (documented in ``dustymugs/cmr`` ``doc/files.md``). This module
   reads ``id``, ``rel_path`` and ``bbox`` only; keypoints come from ``part_locs.txt`` as in ASIC.
 
-The crops are derived images, so :func:`load_cub` writes them as PNG files under a cache folder
-and returns pairs that point at them, all 256×256 with threshold 256 (the image size).
+The crops are derived images, so :func:`load_cub` writes them as PNG files under a cache folder,
+named by the source image's content and the crop (:mod:`sdfuse.datasets.derived`), and returns
+pairs that point at them, all 256×256 with threshold 256 (the image size). Before that every
+record is checked against its image (:func:`_checked_image`, :mod:`sdfuse.datasets.checks`).
 """
 from __future__ import annotations
 
@@ -33,7 +35,9 @@ import scipy.io
 from PIL import Image
 
 from ..errors import DatasetError
-from ..images import open_rgb
+from ..images import image_size, open_rgb
+from .checks import BORDER_TOLERANCE_PX, TEXT_ENCODING, box_problem, outside_root
+from .derived import cached_png, derived_key
 from .hints import fetch_hint, verify_hint
 from .pairs import Pair
 
@@ -104,7 +108,7 @@ def read_part_locs(path: Path, image_ids: set[int]) -> dict[int, tuple[np.ndarra
     """
     parts: dict[int, dict[int, tuple[float, float, bool]]] = {i: {} for i in image_ids}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding=TEXT_ENCODING).splitlines()
     except (OSError, UnicodeDecodeError) as error:
         hint = fetch_hint("cub200", path.parent.parent)
         raise DatasetError(f"CUB part locations not readable at {path} ({error}); {hint}") from error
@@ -135,12 +139,14 @@ def read_part_locs(path: Path, image_ids: set[int]) -> dict[int, tuple[np.ndarra
 
 
 class CubRecord(NamedTuple):
-    """One image of the split file: its CUB id, path under ``images/``, 1-based bbox and class id."""
+    """One image of the split file: its CUB id, path under ``images/``, 1-based bbox, class id and,
+    when the file records them, the image's width and height."""
 
     image_id: int
     rel_path: str
     bbox: tuple[float, float, float, float]
     class_id: int
+    size: tuple[int, int] | None = None
 
     @property
     def folder(self) -> str:
@@ -149,17 +155,32 @@ class CubRecord(NamedTuple):
 
 
 def _record(record, mat_path: Path, index: int) -> CubRecord:
-    """One ``images`` struct → :class:`CubRecord`; the class id is the number before '.' in rel_path."""
+    """One ``images`` struct → :class:`CubRecord`; the class id is the number before '.' in rel_path.
+
+    ``rel_path`` must be a relative 'NNN.Class/name.jpg' without '..'; ``width``/``height`` are
+    read when present (the CMR file has them) and checked against the image by :func:`load_cub`.
+    """
+    rel_path = str(getattr(record, "rel_path", ""))
+    parts = rel_path.split("/")
+    if rel_path.startswith("/") or "\\" in rel_path or ".." in parts or len(parts) != 2 or "" in parts:
+        raise DatasetError(f"{mat_path}, record {index}: rel_path {rel_path!r} is not 'NNN.Class/name.jpg' "
+                           f"(no '..', no absolute path); {verify_hint('cub200', mat_path.parents[3])}")
     try:
-        rel_path, image_id = str(record.rel_path), float(record.id)
+        image_id = float(record.id)
         box = tuple(float(getattr(record.bbox, name)) for name in ("x1", "y1", "x2", "y2"))
-        class_id = int(rel_path.split("/")[0].split(".")[0])
+        class_id = int(parts[0].split(".")[0])
+        size = None
+        if hasattr(record, "width") and hasattr(record, "height"):
+            width, height = float(record.width), float(record.height)
+            if not (width.is_integer() and height.is_integer()):
+                raise ValueError(f"width {width}, height {height}")
+            size = int(width), int(height)
     except (AttributeError, TypeError, ValueError) as error:
         raise DatasetError(f"{mat_path}, record {index}: needs id, rel_path 'NNN.Class/name.jpg' and "
                            f"bbox.x1/y1/x2/y2 ({error!r})") from error
     if not image_id.is_integer() or not (box[0] <= box[2] and box[1] <= box[3]):
         raise DatasetError(f"{mat_path}, record {index}: invalid id {image_id} or bbox {box}")
-    return CubRecord(int(image_id), rel_path, box, class_id)
+    return CubRecord(int(image_id), rel_path, box, class_id, size)
 
 
 def read_split(mat_path: Path, classes: tuple[int, ...]) -> list[CubRecord]:
@@ -174,31 +195,60 @@ def read_split(mat_path: Path, classes: tuple[int, ...]) -> list[CubRecord]:
             f"{fetch_hint('cub200', mat_path.parents[3])}.")
     try:
         images = scipy.io.loadmat(mat_path, struct_as_record=False, squeeze_me=True)["images"]
-    except (KeyError, ValueError, OSError) as error:
-        raise DatasetError(f"{mat_path}: not a CMR/ACSM split file with an 'images' struct ({error!r})") from error
+    except Exception as error:  # noqa: BLE001 - scipy raises MatReadError, ValueError, IndexError, zlib.error...
+        raise DatasetError(f"{mat_path}: not a readable CMR/ACSM split file with an 'images' struct "
+                           f"({type(error).__name__}: {str(error)[:120]}); it may be empty or truncated: unpack "
+                           f"cachedir.tar.gz again ({verify_hint('cub200', mat_path.parents[3])})") from error
     records = [_record(record, mat_path, index) for index, record in enumerate(np.atleast_1d(images), start=1)]
+    seen: dict[int, int] = {}
+    for index, record in enumerate(records, start=1):
+        if record.image_id in seen:
+            raise DatasetError(f"{mat_path}, record {index}: image id {record.image_id} repeats record "
+                               f"{seen[record.image_id]}, so its pairs would count twice")
+        seen[record.image_id] = index
     return [record for record in records if record.class_id in classes]
 
 
-def _cached_crop(root: Path, cache: Path, record: CubRecord) -> tuple[Path, int, int, int]:
-    """The crop's PNG under ``cache`` and its box; written once, the name carries image id and box."""
+def _checked_image(root: Path, record: CubRecord, kps: tuple[np.ndarray, np.ndarray], where: str) -> Path:
+    """The record's image, checked against it: inside ``images/``, of the recorded size, the bbox and
+    the visible parts inside it within :data:`~sdfuse.datasets.checks.BORDER_TOLERANCE_PX`."""
+    hint = verify_hint("cub200", root)
+    source = root / "images" / record.rel_path
+    problem = outside_root(source, root / "images")
+    if problem:
+        raise DatasetError(f"{where}: {problem} ({hint})")
+    try:
+        size = image_size(source, hint=hint)
+    except DatasetError as error:
+        raise DatasetError(f"CUB image {source} cannot be opened: {error}") from error
+    if record.size is not None and record.size != size:
+        raise DatasetError(f"{where}: width × height {record.size[0]}×{record.size[1]} but {source.name} is "
+                           f"{size[0]}×{size[1]} pixels ({hint})")
+    problem = box_problem(record.bbox, size, inclusive=True)
+    if problem:
+        raise DatasetError(f"{where}: bbox: {problem} ({hint})")
+    points, visible = kps
+    outside = visible & ((points < -BORDER_TOLERANCE_PX) | (points > np.array(size) + BORDER_TOLERANCE_PX)).any(axis=1)
+    if outside.any():
+        k = int(np.flatnonzero(outside)[0])
+        raise DatasetError(f"{root / 'parts' / 'part_locs.txt'}: part {k + 1} of image id {record.image_id} at "
+                           f"{points[k].tolist()} lies outside {source.name} ({size[0]}×{size[1]}) ({hint})")
+    return source
+
+
+def _cached_crop(source: Path, cache: Path, record: CubRecord) -> tuple[Path, int, int, int]:
+    """The crop's PNG under ``cache`` and its box, keyed by the source's content and the crop settings."""
     x0, y0, side = asic_square_box(record.bbox)
-    target = cache / record.folder / f"{record.image_id:05d}_{x0}_{y0}_{side}.png"
-    if not target.is_file():
-        source = root / "images" / record.rel_path
+    key = derived_key([source], {"derivation": "asic-cub-crop-1", "box": [x0, y0, side], "size": CROP_SIZE})
+
+    def crop() -> Image.Image:
+        image = open_rgb(source, hint=verify_hint("cub200", source.parents[2]))
         try:
-            image = open_rgb(source, hint=verify_hint("cub200", root))
-        except DatasetError as error:
-            raise DatasetError(f"CUB image {source} cannot be opened: {error}") from error
-        try:
-            crop = asic_crop(image, record.bbox)[0]
+            return asic_crop(image, record.bbox)[0]
         except DatasetError as error:
             raise DatasetError(f"CUB image {source}: {error}") from error
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        crop.save(partial, format="PNG")
-        partial.replace(target)                                    # never leave a half-written crop
-    return target, x0, y0, side
+
+    return cached_png(cache / record.folder / f"{Path(record.rel_path).stem}-{key}.png", crop), x0, y0, side
 
 
 class _CroppedImage(NamedTuple):
@@ -227,15 +277,19 @@ def load_cub(root: str | Path, classes: tuple[int, ...] = CUB_CLASSES, *, cache_
     ``root`` is the ``CUB_200_2011`` folder. Classes in the order given, images in split-file
     order, pairs in ``itertools.permutations`` order (ASIC's ``sample_tuples`` with count=None).
     Keypoints are in crop pixels, invisible ones set to (0, 0); ``visible`` is v_src·v_trg > 0;
-    threshold 256. Crops are cached as PNG under ``cache_dir/cub_asic256``.
+    threshold 256. Crops are cached as PNG under ``cache_dir/cub_asic256``. The split file and
+    ``part_locs.txt`` are checked against the images (:func:`_checked_image`); a problem raises
+    :class:`DatasetError` naming the file, the record or line, and what to do.
     """
     root = Path(root).expanduser()
-    records = read_split(root / "cachedir" / "cub" / "data" / f"{split}_cub_cleaned.mat", classes)
+    mat_path = root / "cachedir" / "cub" / "data" / f"{split}_cub_cleaned.mat"
+    records = read_split(mat_path, classes)
     kps = read_part_locs(root / "parts" / "part_locs.txt", {record.image_id for record in records})
     cache = Path(cache_dir).expanduser() / f"cub_asic{CROP_SIZE}"
     by_class: dict[int, list[_CroppedImage]] = {c: [] for c in classes}
     for record in records:
-        path, x0, y0, side = _cached_crop(root, cache, record)
+        source = _checked_image(root, record, kps[record.image_id], f"{mat_path}, image id {record.image_id}")
+        path, x0, y0, side = _cached_crop(source, cache, record)
         points, visible = kps[record.image_id]
         mapped = np.where(visible[:, None], crop_keypoints(points, x0, y0, side), 0.0)
         by_class[record.class_id].append(_CroppedImage(record, path, mapped, visible))

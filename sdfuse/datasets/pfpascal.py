@@ -16,8 +16,9 @@ original target pixels, so α·840 in the 840 frame (AMBIG-10).
 
 Malformed rows are **rejected**, never skipped: the first bad row raises :class:`DatasetError`
 naming the CSV file and its row, counted as 1-based lines of the file (the header is row 1).
-Blank lines are ignored, as pandas does. Coordinates must be finite; image paths must be relative
-and stay under the data folder; images must exist and be readable (:func:`sdfuse.images.image_size`).
+Blank lines are ignored, as pandas does; a UTF-8 byte-order mark is accepted. Coordinates must be
+finite; image paths must be relative and resolve (symbolic links followed) inside the
+``PF-dataset-PASCAL`` folder; images must exist and be readable (:func:`sdfuse.images.image_size`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from ..images import image_size
+from .checks import TEXT_ENCODING, checked_size, outside_root
 from .hints import fetch_hint, verify_hint
 from .pairs import Pair
 
@@ -92,29 +93,32 @@ def _check_inside(points: np.ndarray, visible: np.ndarray, size: tuple[int, int]
 
 def _image_size(path: Path, sizes: dict[Path, tuple[int, int]], hint: str) -> tuple[int, int]:
     """(W, H) from the image header, read once per file; a missing or unreadable image names the file."""
-    if path not in sizes:
-        try:
-            sizes[path] = image_size(path, hint=hint)
-        except DatasetError as error:
-            raise _RowError(str(error)) from error
-    return sizes[path]
+    try:
+        return checked_size(path, sizes, hint)
+    except DatasetError as error:
+        raise _RowError(str(error)) from error
 
 
-def _image_path(text: str, data_root: Path, column: str) -> Path:
-    """A CSV image path resolved against the data folder; absolute paths and '..' are refused."""
+def _image_path(text: str, root: Path, column: str) -> Path:
+    """A CSV image path resolved against root's parent (the data folder); absolute paths, '..' and
+    paths that resolve (symbolic links followed) outside the ``PF-dataset-PASCAL`` folder are refused."""
     relative = Path(text.strip())
     if not text.strip() or relative.is_absolute() or ".." in relative.parts:
         raise _RowError(f"{column} {text!r} is not a relative path like PF-dataset-PASCAL/JPEGImages/x.jpg")
-    return data_root / relative
+    path = root.parent / relative
+    problem = outside_root(path, root)
+    if problem:
+        raise _RowError(f"{column}: {problem}")
+    return path
 
 
-def _read_row(cells: list[str], number: int, data_root: Path, sizes: dict[Path, tuple[int, int]],
+def _read_row(cells: list[str], number: int, root: Path, sizes: dict[Path, tuple[int, int]],
               hint: str = "") -> Pair:
     """One CSV row → :class:`Pair` (PROTOCOL §7.2)."""
     if len(cells) != len(CSV_HEADER):
         raise _RowError(f"{len(cells)} columns, expected {len(CSV_HEADER)} ({','.join(CSV_HEADER)})")
-    src_path = _image_path(cells[0], data_root, "source_image")
-    trg_path = _image_path(cells[1], data_root, "target_image")
+    src_path = _image_path(cells[0], root, "source_image")
+    trg_path = _image_path(cells[1], root, "target_image")
     category = _class_name(cells[2].strip())
     src_kps, src_vis = _keypoints(cells[3], cells[4], ("XA", "YA"))
     trg_kps, trg_vis = _keypoints(cells[5], cells[6], ("XB", "YB"))
@@ -148,9 +152,12 @@ def load_pfpascal(root: str | Path, split: str = "test") -> list[Pair]:
     pairs: list[Pair] = []
     sizes: dict[Path, tuple[int, int]] = {}
     hint = verify_hint("pfpascal", root)
+    problem = outside_root(csv_path, root)
+    if problem:
+        raise DatasetError(f"{problem} ({hint})")
     line = 0
     try:
-        with csv_path.open(newline="", encoding="utf-8") as handle:
+        with csv_path.open(newline="", encoding=TEXT_ENCODING) as handle:
             reader = csv.reader(handle)
             for cells in reader:
                 line = reader.line_num
@@ -159,7 +166,7 @@ def load_pfpascal(root: str | Path, split: str = "test") -> list[Pair]:
                 if reader.line_num == 1 and tuple(cell.strip() for cell in cells) == CSV_HEADER:
                     continue
                 try:
-                    pairs.append(_read_row(cells, len(pairs) + 1, root.parent, sizes, hint))
+                    pairs.append(_read_row(cells, len(pairs) + 1, root, sizes, hint))
                 except _RowError as error:
                     raise DatasetError(f"{csv_path}, row {reader.line_num}: {error}") from error
     except (csv.Error, UnicodeDecodeError, OSError) as error:

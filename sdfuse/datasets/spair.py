@@ -1,8 +1,9 @@
 """SPair-71k from its on-disk layout, with the reference's pair sampling (PROTOCOL §7.1, §11).
 
-Pair JSONs are validated, never trusted: a malformed, inconsistent or out-of-range annotation
-raises :class:`~sdfuse.errors.DatasetError` naming the file and the field (see :func:`read_pair`),
-so no wrong keypoint ever reaches a PCK. Coordinates are the stored pixel grid's (EXIF orientation
+Pair JSONs are validated, never trusted: a malformed, inconsistent or out-of-range annotation, or
+one that disagrees with its images (their sizes) or leaves the dataset folder, raises
+:class:`~sdfuse.errors.DatasetError` naming the file and the field (see :func:`read_pair`), so no
+wrong keypoint or threshold ever reaches a PCK. Coordinates are the stored pixel grid's (EXIF orientation
 is not applied, :mod:`sdfuse.images`).
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
+from .checks import TEXT_ENCODING, box_problem, checked_size, outside_root
 from .hints import fetch_hint, verify_hint
 from .pairs import Pair
 
@@ -104,19 +106,53 @@ def _name(value, what: str) -> str:
     return value
 
 
-def read_pair(path: Path, root: Path) -> Pair:
+def _box(data: dict, key: str, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """``src_bndbox``/``trg_bndbox``: 4 finite numbers, non-degenerate, inside the image (:func:`box_problem`)."""
+    box = tuple(_number(v, key) for v in _list(data[key], key, 4))
+    problem = box_problem(box, size)
+    if problem:
+        raise _Bad(f"{key}: {problem}")
+    return box
+
+
+def _image(pair_file: Path, root: Path, category: str, name: str, key: str, stated: tuple[int, int],
+           sizes: dict[Path, tuple[int, int]]) -> Path:
+    """The image file of ``*_imname``: present, inside ``root``, of the size ``*_imsize`` states."""
+    path = root / "JPEGImages" / category / name
+    if not path.is_file():
+        raise DatasetError(f"{pair_file} refers to {path}, which does not exist: the layout is incomplete; "
+                           f"{verify_hint('spair71k', root)}")
+    problem = outside_root(path, root)
+    if problem:
+        raise _Bad(f"{key}: {problem}")
+    try:
+        actual = checked_size(path, sizes)
+    except DatasetError as error:
+        raise _Bad(f"{key}: {error}") from error
+    if actual != stated:
+        imsize = key.replace("imname", "imsize")
+        raise _Bad(f"{imsize} says {stated[0]}×{stated[1]} but {path.name} is {actual[0]}×{actual[1]} pixels")
+    return path
+
+
+def read_pair(path: Path, root: Path, sizes: dict[Path, tuple[int, int]] | None = None) -> Pair:
     """One ``PairAnnotation`` JSON → :class:`Pair` (threshold: target bbox's longer side, no +1).
 
     Checked (PROTOCOL §11's keys): the category is a plain name (and matches the file name's
-    ``:<category>`` suffix); the image names are plain file names; ``*_imsize`` are [W, H, C]
-    with sides in [1, 65536]; ``src_kps``/``trg_kps`` are lists of [x, y] finite numbers inside
-    their image ([0, W] × [0, H]) and as long as ``kps_ids`` (unique integers ≥ 0, at least one);
-    ``trg_bndbox`` is 4 finite numbers with x1 ≤ x2, y1 ≤ y2 and a positive longer side;
-    ``mirror`` is 0. Anything else raises :class:`DatasetError` naming the file and the field.
+    ``:<category>`` suffix); the image names are plain file names of images that exist inside
+    ``root`` (symbolic links resolved, :mod:`sdfuse.datasets.checks`); ``*_imsize`` are [W, H, C]
+    with sides in [1, 65536] and equal to the image files' sizes (headers, memoised in ``sizes``);
+    ``src_kps``/``trg_kps`` are lists of [x, y] finite numbers inside their image ([0, W] × [0, H])
+    and as long as ``kps_ids`` (unique integers ≥ 0, at least one); ``trg_bndbox`` (and
+    ``src_bndbox`` when present) is 4 finite numbers with x1 < x2, y1 < y2, inside its image within
+    :data:`~sdfuse.datasets.checks.BORDER_TOLERANCE_PX`; ``mirror`` is 0. The file is UTF-8, with
+    or without a byte-order mark. Anything else raises :class:`DatasetError` naming the file and
+    the field.
     """
+    sizes = {} if sizes is None else sizes
     try:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding=TEXT_ENCODING))
         except (OSError, ValueError, RecursionError) as error:  # ValueError covers JSON and UTF-8 errors
             raise _Bad(f"not a readable JSON file ({type(error).__name__}: {str(error)[:120]})") from error
         if not isinstance(data, dict):
@@ -133,6 +169,8 @@ def read_pair(path: Path, root: Path) -> Pair:
             raise _Bad(f"category {category!r} differs from the file name's {path.stem.rsplit(':', 1)[1]!r}")
         names = _name(data["src_imname"], "src_imname"), _name(data["trg_imname"], "trg_imname")
         src_size, trg_size = _size(data["src_imsize"], "src_imsize"), _size(data["trg_imsize"], "trg_imsize")
+        images = [_image(path, root, category, name, key, size, sizes)
+                  for name, key, size in zip(names, ("src_imname", "trg_imname"), (src_size, trg_size))]
         ids = [_integer(k, f"kps_ids[{i}]") for i, k in enumerate(_list(data["kps_ids"], "kps_ids"))]
         if not ids or min(ids) < 0 or len(set(ids)) != len(ids):
             raise _Bad(f"kps_ids {ids} must be one or more distinct integers >= 0")
@@ -140,19 +178,16 @@ def read_pair(path: Path, root: Path) -> Pair:
         trg_kps = _keypoints(data["trg_kps"], "trg_kps", trg_size)
         if not (len(src_kps) == len(trg_kps) == len(ids)):
             raise _Bad(f"{len(src_kps)} source, {len(trg_kps)} target keypoints and {len(ids)} ids")
-        x1, y1, x2, y2 = (_number(v, "trg_bndbox") for v in _list(data["trg_bndbox"], "trg_bndbox", 4))
-        threshold = max(x2 - x1, y2 - y1)
-        if x2 < x1 or y2 < y1 or not threshold > 0:
-            raise _Bad(f"trg_bndbox {[x1, y1, x2, y2]} is not a box with x1 <= x2, y1 <= y2 and a positive side")
+        x1, y1, x2, y2 = _box(data, "trg_bndbox", trg_size)
+        if "src_bndbox" in data:
+            _box(data, "src_bndbox", src_size)
     except _Bad as error:
         raise DatasetError(f"{path}: malformed SPair-71k pair annotation: {error}. Replace the file "
                            f"({verify_hint('spair71k', root)})") from error
     return Pair(
-        pair_id=path.stem, category=category,
-        src_image=root / "JPEGImages" / category / names[0],
-        trg_image=root / "JPEGImages" / category / names[1],
+        pair_id=path.stem, category=category, src_image=images[0], trg_image=images[1],
         src_size=src_size, trg_size=trg_size, src_kps=src_kps, trg_kps=trg_kps,
-        visible=np.ones(len(ids), dtype=bool), threshold=float(threshold), kp_ids=tuple(ids),
+        visible=np.ones(len(ids), dtype=bool), threshold=float(max(x2 - x1, y2 - y1)), kp_ids=tuple(ids),
     )
 
 
@@ -182,16 +217,16 @@ def load_spair(root: str | Path, split: str = "test", pairs_per_category: int = 
     if not available:
         raise DatasetError(f"{root}/ImageAnnotation holds no category folders; {verify_hint('spair71k', root)}")
     pairs: list[Pair] = []
+    sizes: dict[Path, tuple[int, int]] = {}
     for category in categories or available:
         files = sorted(pair_dir.glob(f"*:{category}.json"))
         if not files:
             raise DatasetError(f"no {split} pairs for category {category!r}: {pair_dir} has no '*:{category}.json' "
                                f"file, so its PCK is undefined. Restore the pair files "
                                f"({verify_hint('spair71k', root)}), or leave the category out")
-        pairs += [read_pair(files[i], root) for i in sample_indices(len(files), pairs_per_category, seed)]
-    for pair in pairs:
-        for image in (pair.src_image, pair.trg_image):
-            if not image.is_file():
-                raise DatasetError(f"{pair_dir / (pair.pair_id + '.json')} refers to {image}, which does not exist: "
-                                   f"the layout is incomplete; {verify_hint('spair71k', root)}")
+        for i in sample_indices(len(files), pairs_per_category, seed):
+            problem = outside_root(files[i], root)
+            if problem:
+                raise DatasetError(f"{problem} ({verify_hint('spair71k', root)})")
+            pairs.append(read_pair(files[i], root, sizes))
     return pairs

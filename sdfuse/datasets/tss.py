@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, DatasetError
 from ..images import open_gray, open_rgb
+from .checks import outside_root
 from .flo import UNKNOWN_FLOW_THRESH, read_flo
 from .hints import fetch_hint, verify_hint
 
@@ -70,6 +71,10 @@ def _folder_samples(subset: str, folder: Path) -> list[TSSSample]:
         raise DatasetError(f"TSS pair folder {folder} lacks {', '.join(missing)} "
                            f"(every pair folder holds {', '.join(PAIR_FILES)}); "
                            f"{verify_hint('tss', folder.parent.parent)}")
+    for name in PAIR_FILES:
+        problem = outside_root(folder / name, folder.parent.parent)
+        if problem:
+            raise DatasetError(f"{problem} ({verify_hint('tss', folder.parent.parent)})")
     image1, image2 = folder / "image1.png", folder / "image2.png"
     return [
         TSSSample(subset, folder.name, "12", image1, image2, folder / "flow2.flo", folder / "mask2.png"),
@@ -81,7 +86,8 @@ def load_tss(root: str | Path, subsets: tuple[str, ...] = TSS_SUBSETS) -> list[T
     """All samples of ``subsets`` under ``root`` (the ``TSS_CVPR2016`` folder) (PROTOCOL §8, §11).
 
     Subsets in the order given, pair folders in sorted name order, both directions per folder:
-    2 × 400 = 800 samples for the real dataset.
+    2 × 400 = 800 samples for the real dataset. Every file of a pair folder must resolve (symbolic
+    links followed) inside ``root`` (:mod:`sdfuse.datasets.checks`).
     """
     root = Path(root).expanduser()
     samples: list[TSSSample] = []
