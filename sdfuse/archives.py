@@ -29,6 +29,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, IO
@@ -254,27 +255,38 @@ def _write(members: list[Member], dest: Path, archive: Path, open_data: Callable
         writer.close()
 
 
-def unpack_tar(archive: Path, dest: Path) -> int:
-    """Check every member of the tar ``archive`` (any compression), then write them under ``dest``.
+@contextmanager
+def _checked(archive: Path, kind: str, skip: Callable[[str], bool]):
+    """The planned members of a ``tar`` or ``zip`` archive and the function that opens a member's data."""
+    if kind == "tar":
+        with tarfile.open(archive) as tar:
+            yield _plan(_tar_members(tar)), tar.extractfile
+    elif kind == "zip":
+        with zipfile.ZipFile(archive) as zipped:
+            yield _plan(_zip_members(zipped, skip)), zipped.open
+    else:
+        raise ValueError(f"unknown archive kind {kind!r}")
 
-    Returns the number of members written. Raises :class:`UnsafeArchiveError` (nothing written)
-    for a member that fails a check of the module docstring; :class:`~sdfuse.errors.DatasetError`
-    for a symbolic link or file already in ``dest`` on a member's way; ``tarfile.TarError`` and
-    ``OSError`` for an unreadable archive; :class:`~sdfuse.errors.StorageError` for a failed write.
+
+def unpack(archive: Path, dest: Path, kind: str, skip: Callable[[str], bool] = lambda name: False) -> int:
+    """Check every member of the ``kind`` (tar, any compression, or zip) ``archive``, then write them under ``dest``.
+
+    Members for which ``skip(name)`` holds are left out (zip only). Returns the number of members
+    written. Raises :class:`UnsafeArchiveError` (nothing written) for a member that fails a check of
+    the module docstring; :class:`~sdfuse.errors.DatasetError` for a symbolic link or file already
+    in ``dest`` on a member's way; ``tarfile.TarError``, ``zipfile.BadZipFile`` and ``OSError`` for
+    an unreadable archive; :class:`~sdfuse.errors.StorageError` for a failed write.
     """
     if os.open not in os.supports_dir_fd:
         raise DatasetError(f"safe unpacking needs a POSIX system (openat); unpack {archive} by hand into {dest}")
-    with tarfile.open(archive) as tar:
-        members = _plan(_tar_members(tar))
-        _write(members, dest, archive, tar.extractfile)
+    with _checked(archive, kind, skip) as (members, open_data):
+        _write(members, dest, archive, open_data)
     return len(members)
 
 
-def unpack_zip(archive: Path, dest: Path, skip: Callable[[str], bool] = lambda name: False) -> int:
-    """:func:`unpack_tar` for a zip ``archive``; members for which ``skip(name)`` holds are left out."""
-    if os.open not in os.supports_dir_fd:
-        raise DatasetError(f"safe unpacking needs a POSIX system (openat); unpack {archive} by hand into {dest}")
-    with zipfile.ZipFile(archive) as zipped:
-        members = _plan(_zip_members(zipped, skip))
-        _write(members, dest, archive, zipped.open)
-    return len(members)
+def installed_files(archive: Path, kind: str, skip: Callable[[str], bool] = lambda name: False) -> list[tuple[str, int]]:
+    """(path relative to the destination, size) of every regular file :func:`unpack` writes (hard links
+    as copies), after the same checks."""
+    with _checked(archive, kind, skip) as (members, _):
+        return [("/".join(m.parts), m.source.size if kind == "tar" else m.source.file_size)
+                for m in members if m.kind == "file"]

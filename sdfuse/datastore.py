@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from pooch import file_hash
 
-from .archives import UnsafeArchiveError, unpack_tar, unpack_zip
+from .archives import UnsafeArchiveError, installed_files, unpack
 from .datalock import lock_key, lock_path, read_lock, record
 from .download import download_first
 from .errors import DatasetError, SdfuseError
@@ -287,15 +287,13 @@ def _quarantine(path: Path, root: Path, archive: str, sha256: str) -> Path:
 
 
 def _install(name: str, spec: FileSpec, archive: Path, root: Path) -> None:
-    """Unpack (every member checked first, :mod:`sdfuse.archives`; zip without ``__MACOSX/``) or copy into ``root/<into>``."""
+    """Unpack (every member checked first, :mod:`sdfuse.archives`; without ``__MACOSX/``) or copy into ``root/<into>``."""
     dest = root / spec.into
     dest.mkdir(parents=True, exist_ok=True)
     log.info("installing %s into %s", archive, dest)
     try:
-        if spec.unpack == "tar":
-            unpack_tar(archive, dest)
-        elif spec.unpack == "zip":
-            unpack_zip(archive, dest, skip=_is_macos_junk)
+        if spec.unpack in ("tar", "zip"):
+            unpack(archive, dest, spec.unpack, skip=_is_macos_junk)
         else:
             shutil.copyfile(archive, dest / spec.archive)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
@@ -309,13 +307,8 @@ def _is_macos_junk(member: str) -> bool:
 
 def _archive_files(spec: FileSpec, archive: Path) -> list[tuple[str, int]]:
     """(path relative to ``into``, size) of every regular file the archive installs."""
-    if spec.unpack == "tar":
-        with tarfile.open(archive) as tar:
-            return [(member.name, member.size) for member in tar.getmembers() if member.isfile()]
-    if spec.unpack == "zip":
-        with zipfile.ZipFile(archive) as zipped:
-            return [(info.filename, info.file_size) for info in zipped.infolist()
-                    if not info.is_dir() and not _is_macos_junk(info.filename)]
+    if spec.unpack in ("tar", "zip"):
+        return installed_files(archive, spec.unpack, skip=_is_macos_junk)
     return [(spec.archive, archive.stat().st_size)]
 
 
@@ -336,6 +329,9 @@ def _verify_archive(report: VerifyReport, spec: FileSpec, root: Path, lock_entry
         return
     try:
         members = _archive_files(spec, archive)
+    except UnsafeArchiveError as error:
+        report.problems.append(f"unsafe to unpack: {archive}: {error}")
+        return
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
         report.problems.append(f"unreadable: {archive}: {error}")
         return

@@ -317,6 +317,16 @@ def test_cub_part_outside_its_image_is_rejected(cub, tmp_path):
         load_cub(cub, cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.parametrize("parts", [MAT, ("parts", "part_locs.txt")], ids=["split file", "part_locs.txt"])
+def test_cub_annotation_file_linked_from_outside_is_refused(parts, cub, tmp_path):
+    path = cub.joinpath(*parts)
+    outside = tmp_path / path.name
+    shutil.move(path, outside)
+    path.symlink_to(outside)
+    with pytest.raises(DatasetError, match=rf"{path} resolves to {outside}, outside the dataset folder"):
+        load_cub(cub, cache_dir=tmp_path / "cache")
+
+
 def test_cub_image_linked_out_is_refused(cub, tmp_path):
     image = cub / "images" / "001.Black_footed_Albatross" / "Black_footed_Albatross_0001.jpg"
     outside = _outside_file(tmp_path, image)

@@ -12,12 +12,14 @@ import io
 import os
 import stat
 import tarfile
+import warnings
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from sdfuse.archives import MAX_LINK_HOPS, UnsafeArchiveError, unpack_tar, unpack_zip
+from sdfuse.archives import MAX_LINK_HOPS, UnsafeArchiveError, installed_files, unpack
+from sdfuse.cli import main
 from sdfuse.errors import DatasetError
 
 from .test_data_cli import env, fetch, write_dataset  # noqa: F401 - env is a fixture
@@ -47,7 +49,8 @@ def _tar(*members: tuple) -> bytes:
 def _zip(*members: tuple[str, bytes, int]) -> bytes:
     """A zip of (name, data, unix mode) members."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zipped:
+    with zipfile.ZipFile(buffer, "w") as zipped, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)             # zipfile warns about a duplicate name
         for name, data, mode in members:
             info = zipfile.ZipInfo(name)
             info.external_attr = mode << 16
@@ -251,11 +254,24 @@ def test_unpack_functions_refuse_before_writing_anything(tmp_path):
     tar_path, zip_path = tmp_path / "a.tar", tmp_path / "a.zip"
     tar_path.write_bytes(_tar(("ok.txt", tarfile.REGTYPE, b"ok"), ("../evil.txt", tarfile.REGTYPE, b"evil")))
     zip_path.write_bytes(_zip(("ok.txt", b"ok", 0o100644), ("../evil.txt", b"evil", 0o100644)))
-    for unpack, path in ((unpack_tar, tar_path), (unpack_zip, zip_path)):
-        with pytest.raises(UnsafeArchiveError, match="climbs out"):
-            unpack(path, dest)
+    for kind, path in (("tar", tar_path), ("zip", zip_path)):
+        for check in (lambda: unpack(path, dest, kind), lambda: installed_files(path, kind)):
+            with pytest.raises(UnsafeArchiveError, match="climbs out"):
+                check()
         assert not dest.exists() and not (tmp_path / "evil.txt").exists()
     assert issubclass(UnsafeArchiveError, DatasetError)
     zip_path.write_bytes(_zip(("__MACOSX/._x", b"junk", 0o100644), ("x/y.txt", b"y", 0)))
-    assert unpack_zip(zip_path, dest, skip=lambda name: name.startswith("__MACOSX")) == 1
+    skip = lambda name: name.startswith("__MACOSX")  # noqa: E731
+    assert installed_files(zip_path, "zip", skip) == [("x/y.txt", 1)]
+    assert unpack(zip_path, dest, "zip", skip) == 1
     assert (dest / "x/y.txt").read_bytes() == b"y" and not (dest / "__MACOSX").exists()
+
+
+def test_verify_reports_a_kept_archive_that_is_unsafe(env, place, capsys):  # noqa: F811
+    """An unsafe archive placed in downloads/ by hand after a good fetch: verify says so, reads nothing out."""
+    archive = place(_tar(("Mini/JPEGImages/cat/a.jpg", tarfile.REGTYPE, b"a"),
+                         ("../outside/victim.txt", tarfile.REGTYPE, b"evil")))
+    (env.root / "Mini").mkdir()
+    assert main(["data", "verify", NAME, "--root", str(env.root)]) == 1
+    out = capsys.readouterr().out
+    assert f"unsafe to unpack: {archive}: member '../outside/victim.txt' climbs out with '..'" in out

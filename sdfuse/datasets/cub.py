@@ -283,6 +283,9 @@ def load_cub(root: str | Path, classes: tuple[int, ...] = CUB_CLASSES, *, cache_
     """
     root = Path(root).expanduser()
     mat_path = root / "cachedir" / "cub" / "data" / f"{split}_cub_cleaned.mat"
+    for path in (mat_path, root / "parts" / "part_locs.txt"):
+        if path.exists() and (problem := outside_root(path, root)):
+            raise DatasetError(f"{problem} ({verify_hint('cub200', root)})")
     records = read_split(mat_path, classes)
     kps = read_part_locs(root / "parts" / "part_locs.txt", {record.image_id for record in records})
     cache = Path(cache_dir).expanduser() / f"cub_asic{CROP_SIZE}"
