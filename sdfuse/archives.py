@@ -67,9 +67,9 @@ def _components(name: str, member: str, what: str = "its name") -> tuple[str, ..
     """Path components of a member name or link target; '' and '.' dropped, the rest checked."""
     if "\x00" in name or "\\" in name:
         raise _refuse(member, f"has a NUL or a backslash in {what}")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise _refuse(member, f"has an absolute path as {what} ({name!r})")
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if name.startswith("/") or (parts and len(parts[0]) == 2 and parts[0][1] == ":" and parts[0][0].isalpha()):
+        raise _refuse(member, f"has an absolute path as {what} ({name!r})")
     if any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for p in parts):
         raise _refuse(member, f"has a path component over {MAX_NAME_BYTES} bytes in {what}")
     return parts

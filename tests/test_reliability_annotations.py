@@ -294,10 +294,11 @@ def test_cub_record_inconsistent_with_its_image_is_rejected(case, cub, tmp_path)
         value = raw["images"][0, 0]["bbox"]
         value[0, 0]["x2"] = np.array([[5000.0]])
     _edit_record(cub, 0, field, value)
+    outside = tmp_path / "outside.jpg"                             # where the '../' path leads: a readable image
+    shutil.copyfile(cub / "images" / "001.Black_footed_Albatross" / "Black_footed_Albatross_0001.jpg", outside)
     with pytest.raises(DatasetError, match=message) as raised:
         load_cub(cub, cache_dir=tmp_path / "cache")
     assert "test_cub_cleaned.mat" in str(raised.value)
-    assert not (tmp_path / "outside.jpg").exists()
 
 
 def test_cub_repeated_image_id_is_rejected(cub, tmp_path):

@@ -265,6 +265,8 @@ def test_unpack_functions_refuse_before_writing_anything(tmp_path):
     assert installed_files(zip_path, "zip", skip) == [("x/y.txt", 1)]
     assert unpack(zip_path, dest, "zip", skip) == 1
     assert (dest / "x/y.txt").read_bytes() == b"y" and not (dest / "__MACOSX").exists()
+    tar_path.write_bytes(_tar(("a:b.txt", tarfile.REGTYPE, b"colon"), ("c/1:cat.json", tarfile.REGTYPE, b"{}")))
+    assert installed_files(tar_path, "tar") == [("a:b.txt", 5), ("c/1:cat.json", 2)]   # a colon is no drive letter
 
 
 def test_verify_reports_a_kept_archive_that_is_unsafe(env, place, capsys):  # noqa: F811

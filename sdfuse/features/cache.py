@@ -18,8 +18,8 @@ and, per tensor, its shape, dtype and a 128-bit XXH3 digest of its bytes. An ent
 load, belongs to another image or setting, has a tensor of another shape, dtype or content (bit
 flips), or holds NaN or infinite values is logged as a warning and recomputed, never used. XXH3 is
 not cryptographic: it detects accidental damage (a flipped bit, a truncated or swapped file); a
-person who can write the cache can also rewrite its digests. It is ~7× cheaper than sha256, which
-keeps verification within a few per cent of a warm run (``benchmarks/cache_verify.py``). Features
+person who can write the cache can also rewrite its digests. It runs several times faster than
+sha256, which keeps verification to a few per cent of a warm run (``benchmarks/cache_verify.py``). Features
 that come out of the backbone non-finite raise :class:`~sdfuse.errors.FeatureError` and are never
 stored.
 """
@@ -253,9 +253,10 @@ class CachedExtractor:
         extraction (every image of a setting has the same); None before that."""
         if self._layout is None:
             try:
-                self._layout = json.loads((self.folder / "setting.json").read_text())["layout"]
+                layout = json.loads((self.folder / "setting.json").read_text())["layout"]
             except (OSError, ValueError, KeyError, TypeError):
                 return None
+            self._layout = layout if isinstance(layout, dict) else None
         return self._layout
 
     def prefill(self, image_paths: Iterable[str | os.PathLike], progress: bool = True) -> int:
