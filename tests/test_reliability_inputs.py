@@ -308,14 +308,14 @@ def no_model_loads(monkeypatch):
 
 
 @pytest.mark.parametrize("params, message", [
-    (["grid=0"], "grid G must be positive"),
-    (["grid=-8"], "grid G must be positive"),
+    (["grid=0"], "grid must be >= 4, got 0"),
+    (["grid=-8"], "grid must be >= 4, got -8"),
     (["dino_blocks=(12,)"], "DINOv2 block 12 requested but .* has 12 blocks"),
-    (["dino_blocks=(-1,)"], "blocks must be non-negative"),
+    (["dino_blocks=(-1,)"], "each of dino_blocks must be >= 0, got -1"),
     (["dtype='float8'"], "dtype must be one of"),
     (["device='tpu'"], "device 'tpu' is not a torch device"),
     (["device='cuda:99'"], r"device='cuda:99' but torch sees \d+ CUDA GPU"),
-    (["sd_conditioning='weird'"], "conditioning must be 'empty' or 'implicit'"),
+    (["sd_conditioning='weird'"], r"sd_conditioning must be one of \['empty', 'implicit'\], got 'weird'"),
     (["sd_conditioning='implicit'"], "needs captioner_checkpoint"),
     (["pairs_per_category=-1"], "pairs_per_category must be >= 0"),
 ])
@@ -334,7 +334,7 @@ def test_unknown_profile_layer_and_alpha_fail_before_any_model_loads(no_model_lo
     from sdfuse.features.sd import SDConfig
     from sdfuse.profiles import resolve
 
-    with pytest.raises(ConfigError, match="unknown profile 'huge'"):
+    with pytest.raises(ConfigError, match=r"profile must be one of \['smoke', 'rehearsal', 'paper'\], got 'huge'"):
         resolve("huge")
     with pytest.raises(ConfigError, match=r"unknown SD layers \[3\]"):
         SDConfig(layers=(2, 3))
