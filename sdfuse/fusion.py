@@ -15,7 +15,8 @@ def _top_eigenpairs(gram: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.T
 
     A large matrix of which only a small top part is needed (n ≥ 1024, dim ≤ n/4: SD layers 2 and 5
     at 1280 channels) goes through LAPACK's subset solver (``dsyevr``), which skips most of the
-    back-transformation; anything else through the full ``eigh``. Both are exact to float64.
+    back-transformation; anything else through the full ``eigh``. Both are exact to float64: a
+    float32 eigensolver moves some nearest neighbours, so this step stays in float64.
     """
     n = gram.shape[0]
     gram = gram.double()
@@ -31,31 +32,50 @@ def _top_eigenpairs(gram: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.T
     return values[top], vectors[:, top]
 
 
-def co_pca(src: torch.Tensor, trg: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Joint PCA of two token sets (PROTOCOL §3.1).
+def co_pca_sizes(src: torch.Tensor, trg: torch.Tensor, dims) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Joint PCA of two token sets to each size in ``dims`` at once (PROTOCOL §3.1).
 
     ``src`` (N1, C) and ``trg`` (N2, C) are stacked, centred by their joint mean (no scaling, no
-    whitening) and projected on the top-``dim`` principal axes of the stacked matrix X, computed
-    exactly from the smaller Gram matrix (XᵀX or XXᵀ) by a float64 eigendecomposition; the
-    reference's randomized ``pca_lowrank`` only approximates this subspace. ``dim`` is capped at
-    min(N1 + N2, C). Float64 inputs are processed in float64 throughout; any other dtype has its
-    Gram product and projection in float32 (the mean is still taken in float64), which keeps the
-    result within float32 tolerance of the all-float64 computation at a fraction of its cost.
-    Returns the projected (N1, d) and (N2, d) in the input dtype.
+    whitening) and projected on the top principal axes of the stacked matrix X, computed exactly from
+    the smaller Gram matrix (XᵀX or XXᵀ) by a float64 eigendecomposition; the reference's randomized
+    ``pca_lowrank`` only approximates this subspace (see :func:`co_pca_lowrank`). One Gram product and
+    one eigensolve serve every size: the top-d axes are the first d of the top-max(dims) axes, so each
+    size's projection is a slice of the largest. Each d is capped at min(N1 + N2, C). Float64 inputs
+    are processed in float64 throughout; any other dtype has its Gram product and projection in
+    float32 (the mean is still taken in float64), which keeps the result within float32 tolerance of
+    the all-float64 computation at a fraction of its cost. Returns {d: (N1, d) and (N2, d)} in the
+    input dtype.
     """
     work = torch.float64 if src.dtype == torch.float64 else torch.float32
     stacked = torch.cat([src, trg]).double()
-    centred = (stacked - stacked.mean(dim=0, keepdim=True)).to(work)
+    centred = stacked.sub_(stacked.mean(dim=0, keepdim=True)).to(work)
     rows, cols = centred.shape
-    dim = min(dim, rows, cols)
+    top = min(max(dims), rows, cols)
     if rows < cols:
-        eigvals, eigvecs = _top_eigenpairs(centred @ centred.T, dim)
+        eigvals, eigvecs = _top_eigenpairs(centred @ centred.T, top)
         projected = eigvecs * eigvals.clamp_min(0).sqrt()
     else:
-        _, eigvecs = _top_eigenpairs(centred.T @ centred, dim)
+        _, eigvecs = _top_eigenpairs(centred.T @ centred, top)
         projected = centred @ eigvecs.to(work)
     projected = projected.to(src.dtype)
-    return projected[: len(src)], projected[len(src):]
+    return {d: (projected[: len(src), : min(d, top)], projected[len(src):, : min(d, top)]) for d in dims}
+
+
+def co_pca(src: torch.Tensor, trg: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joint PCA of two token sets to ``dim`` dimensions (PROTOCOL §3.1); see :func:`co_pca_sizes`.
+
+    Returns the projected (N1, d) and (N2, d) in the input dtype.
+    """
+    return co_pca_sizes(src, trg, (dim,))[dim]
+
+
+def _tokens(maps: torch.Tensor) -> torch.Tensor:
+    """(C, h, w) map → (h·w, C) tokens, row-major."""
+    return maps.reshape(maps.shape[0], -1).T
+
+
+def _maps(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    return tokens.T.reshape(-1, h, w)
 
 
 def co_pca_layers(src: dict[int, torch.Tensor], trg: dict[int, torch.Tensor],
@@ -63,15 +83,127 @@ def co_pca_layers(src: dict[int, torch.Tensor], trg: dict[int, torch.Tensor],
     """co-PCA of each SD layer separately: (C, h, w) maps → (d, h, w) maps (PROTOCOL §3.1)."""
     out_src, out_trg = {}, {}
     for layer, dim in dims.items():
-        channels, h, w = src[layer].shape
-        a, b = co_pca(src[layer].reshape(channels, -1).T, trg[layer].reshape(channels, -1).T, dim)
-        out_src[layer] = a.T.reshape(-1, h, w)
-        out_trg[layer] = b.T.reshape(-1, h, w)
+        _, h, w = src[layer].shape
+        a, b = co_pca(_tokens(src[layer]), _tokens(trg[layer]), dim)
+        out_src[layer], out_trg[layer] = _maps(a, h, w), _maps(b, h, w)
     return out_src, out_trg
+
+
+REFERENCE_LAYER_ORDER = (2, 5, 8)
+"""The order in which the reference's ``co_pca`` reduces the layers (s5, s4, s3 = paper layers 2, 5,
+8), hence the order of its random draws within a pair (PROTOCOL §3.1)."""
+
+
+def _approximate_basis(a: torch.Tensor, q: int, niter: int, generator: torch.Generator) -> torch.Tensor:
+    """Halko et al.'s randomized range finder (their Algorithm 4.4) with ``niter`` power iterations:
+    q orthonormal columns spanning approximately the range of ``a``; one Gaussian draw of
+    (columns of a) × q from ``generator``."""
+    sketch = torch.randn(a.shape[-1], q, generator=generator, dtype=a.dtype, device=a.device)
+    basis = torch.linalg.qr(a @ sketch).Q
+    for _ in range(niter):
+        basis = torch.linalg.qr(a.mH @ basis).Q
+        basis = torch.linalg.qr(a @ basis).Q
+    return basis
+
+
+def _sketches_transpose(rows: int, cols: int, q: int) -> bool:
+    """Whether torch 1.13's ``svd_lowrank`` works on the transpose of a rows × cols input (rows < cols
+    or cols > q); its Gaussian draw then has ``rows`` rows, otherwise ``cols``."""
+    return rows < cols or cols > q
+
+
+def pca_lowrank_axes(x: torch.Tensor, q: int, generator: torch.Generator, niter: int = 2) -> torch.Tensor:
+    """The principal axes V (C, q) that ``torch.pca_lowrank(x, q, center=True, niter)`` returns under
+    torch 1.13.1, the version the reference pins, drawing from ``generator`` instead of the global RNG.
+
+    torch 1.13's ``svd_lowrank`` sketches the transpose whenever rows < cols *or* cols > q (every SD
+    layer at G = 60), while torch ≥ 2.4 sketches the transpose only when rows < cols; the two draw
+    matrices of different shapes, so for layers 5 and 8 today's ``torch.pca_lowrank`` no longer gives
+    the reference's axes, nor consumes the random stream as it did. This function keeps 1.13's rule.
+    """
+    a = x - x.mean(dim=-2, keepdim=True)
+    if _sketches_transpose(*a.shape, q):
+        basis = _approximate_basis(a.mH, q, niter, generator)
+        _, _, vh = torch.linalg.svd(a @ basis, full_matrices=False)
+        return basis @ vh.mH
+    basis = _approximate_basis(a, q, niter, generator)
+    _, _, vh = torch.linalg.svd((a.mH @ basis).mH, full_matrices=False)
+    return vh.mH
+
+
+def co_pca_lowrank(src: torch.Tensor, trg: torch.Tensor, dim: int, generator: torch.Generator,
+                   niter: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's randomised co-PCA of one layer (PROTOCOL §3.1, AMBIG-17 "Randomness").
+
+    As ``co_pca`` in the released ``utils_correspondence.py``: stack source over target, subtract the
+    joint mean (in the feature dtype, float32), take ``pca_lowrank(q=dim, niter=2)`` of the centred
+    stack (which centres once more) and project the centred stack on the q axes. The random draw comes
+    from ``generator`` (see :func:`pca_lowrank_axes`); ``dim`` is capped at min(N1 + N2, C), where
+    the reference would stop with an error. Float64 inputs stay float64, others are computed in float32.
+    """
+    work = torch.float64 if src.dtype == torch.float64 else torch.float32
+    device = generator.device
+    stacked = torch.cat([src, trg]).to(device=device, dtype=work)
+    centred = stacked - stacked.mean(dim=0, keepdim=True)
+    q = min(dim, *centred.shape)
+    projected = (centred @ pca_lowrank_axes(centred, q, generator, niter)).to(device="cpu", dtype=src.dtype)
+    return projected[: len(src)], projected[len(src):]
+
+
+class LowrankStream:
+    """One run of the reference's randomised co-PCA: its random stream and the order it is drawn in.
+
+    The reference seeds the global RNGs once per run (``torch.manual_seed(42)`` in ``main``), then for
+    every pair in evaluation order reduces layers 2, 5 and 8 in that order (:data:`REFERENCE_LAYER_ORDER`)
+    with one Gaussian draw each, for every method that uses SD (a layer subset only zeroes the other
+    layers' weights afterwards, so all three are drawn). A stream is a generator seeded once and
+    consumed in exactly that order: :meth:`pair` draws for all three layers and computes the ones asked
+    for. The reference runs on CUDA, where nothing else draws from the CUDA generator between these
+    calls [INFERRED]; with ``device="cuda"`` the draws come from the CUDA generator as there (bitwise
+    equal random matrices need the same GPU model and CUDA kernels), on the CPU from torch's CPU
+    generator: the same algorithm and seeding, other random numbers.
+    """
+
+    def __init__(self, seed: int = 42, niter: int = 2, device: str = "cpu"):
+        self.seed, self.niter = seed, niter
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def pair(self, src: dict[int, torch.Tensor], trg: dict[int, torch.Tensor], dim: int,
+             layers) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """The next pair's (d, h, w) source and target maps of ``layers`` (consuming all three draws)."""
+        out = {}
+        for layer in REFERENCE_LAYER_ORDER:
+            if layer not in src:
+                continue
+            if layer in layers:
+                a, b = co_pca_lowrank(_tokens(src[layer]), _tokens(trg[layer]), dim, self.generator, self.niter)
+                out[layer] = (_maps(a, *src[layer].shape[1:]), _maps(b, *trg[layer].shape[1:]))
+            else:                      # not needed: draw what the reference draws, and drop it
+                channels = src[layer].shape[0]
+                rows = src[layer][0].numel() + trg[layer][0].numel()
+                q = min(dim, rows, channels)
+                torch.randn(rows if _sketches_transpose(rows, channels, q) else channels, q,
+                            generator=self.generator, device=self.generator.device,
+                            dtype=torch.float64 if src[layer].dtype == torch.float64 else torch.float32)
+        return out
 
 
 def _bilinear(x: torch.Tensor, side: int) -> torch.Tensor:
     return F.interpolate(x[None], size=(side, side), mode="bilinear", align_corners=False)[0]
+
+
+def layer_on_grid(maps: torch.Tensor, layer: int, grid: int) -> torch.Tensor:
+    """One SD layer's (d, h, w) map brought to the G×G grid as the assembly does (PROTOCOL §3.1).
+
+    Layer 8 is already at G; layer 5 (G/2) is resized bilinearly to G; layer 2 (G/4) is resized
+    bilinearly to G/2 and then to G. Bilinear resizing treats every channel alone, so resizing a
+    concatenation equals concatenating the resized layers: the assembly can be done layer by layer.
+    """
+    if layer == 8:
+        return maps
+    if layer == 2:
+        maps = _bilinear(maps, grid // 2)
+    return _bilinear(maps, grid)
 
 
 def assemble_sd(maps: dict[int, torch.Tensor], layers: tuple[int, ...], grid: int) -> torch.Tensor:
@@ -79,20 +211,13 @@ def assemble_sd(maps: dict[int, torch.Tensor], layers: tuple[int, ...], grid: in
 
     Layer 2 (G/4) is resized bilinearly to G/2 and joined *after* layer 5 (G/2); that block is
     resized bilinearly to G and joined after layer 8 (G): [8 | 5 | 2↑↑]. Layer 2 therefore reaches
-    G in two bilinear steps. A subset keeps the same order and steps for the layers it has.
+    G in two bilinear steps (:func:`layer_on_grid`). A subset keeps the same order and steps for the
+    layers it has.
     """
     unknown = set(layers) - set(SD_LAYER_ORDER)
     if unknown or not layers:
         raise ConfigError(f"SD layer subset must be non-empty within {SD_LAYER_ORDER}, got {layers}")
-    half = []
-    if 5 in layers:
-        half.append(maps[5])
-    if 2 in layers:
-        half.append(_bilinear(maps[2], grid // 2))
-    parts = [maps[8]] if 8 in layers else []
-    if half:
-        parts.append(_bilinear(torch.cat(half), grid))
-    desc = torch.cat(parts)
+    desc = torch.cat([layer_on_grid(maps[layer], layer, grid) for layer in SD_LAYER_ORDER if layer in layers])
     return desc.reshape(desc.shape[0], -1).T
 
 
