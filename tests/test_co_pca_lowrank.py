@@ -1,0 +1,146 @@
+"""The reference's randomised co-PCA option (PROTOCOL §3.1, AMBIG-17): torch 1.13.1's pca_lowrank
+algorithm, one seed per run, draws in the reference's order (pairs in evaluation order, layers 2, 5, 8)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch._lowrank import get_approximate_basis
+
+from sdfuse.datasets.pairs import Pair
+from sdfuse.errors import ConfigError
+from sdfuse.evaluation import Method, evaluate
+from sdfuse.fusion import LowrankStream, co_pca, co_pca_lowrank, pca_lowrank_axes
+
+
+def _decaying(rows, cols, seed):
+    """Tokens with a power-law spectrum and an offset, like real features."""
+    gen = torch.Generator().manual_seed(seed)
+    rank = min(rows, cols)
+    u, v = torch.randn(rows, rank, generator=gen), torch.randn(rank, cols, generator=gen) / rank ** 0.5
+    return (u * torch.arange(1, rank + 1) ** -0.8) @ v * 100 + torch.randn(cols, generator=gen) * 3
+
+
+def _centred(src, trg):
+    stacked = torch.cat([src, trg])
+    return stacked - stacked.mean(dim=0, keepdim=True)
+
+
+def _reference_projection(centred, q):
+    """What the released co_pca computes under torch 1.13 with the global RNG, assembled here from
+    torch's own range finder: 1.13's svd_lowrank sketches the transpose when rows < cols or cols > q."""
+    a = centred - centred.mean(dim=0, keepdim=True)              # pca_lowrank(center=True) centres again
+    assert a.shape[0] < a.shape[1] or a.shape[1] > q              # every SD layer at G = 60
+    basis = get_approximate_basis(a.T, q, niter=2)                 # draws randn(rows, q)
+    _, _, vh = torch.linalg.svd(a @ basis, full_matrices=False)
+    return centred @ (basis @ vh.mH)
+
+
+def _same_space(p, r, tol=1e-4):
+    """Projections equal up to the sign of each axis: compare the token Gram matrices."""
+    gp, gr = p.double() @ p.double().T, r.double() @ r.double().T
+    return bool((gp - gr).abs().max() <= tol * gr.abs().max())
+
+
+def test_wide_layer_equals_torch_pca_lowrank_with_the_same_seed():
+    x = _decaying(450, 1280, seed=1)                              # layer 2 at G = 60: rows < cols
+    src, trg = x[:225], x[225:]
+    ours = torch.cat(co_pca_lowrank(src, trg, 256, torch.Generator().manual_seed(7)))
+    centred = _centred(src, trg)
+    torch.manual_seed(7)
+    _, _, v = torch.pca_lowrank(centred, q=256)                   # the reference's call, today's torch
+    assert ours.shape == (450, 256) and ours.dtype == torch.float32
+    assert _same_space(ours, centred @ v[:, :256])
+    other = torch.cat(co_pca_lowrank(src, trg, 256, torch.Generator().manual_seed(8)))
+    assert not _same_space(other, ours)                           # the seed matters
+
+
+def test_tall_layer_follows_torch_1_13_and_its_draw():
+    x = _decaying(1800, 640, seed=2)                              # layer 5/8-like: rows ≥ cols > q
+    src, trg = x[:900], x[900:]
+    ours = torch.cat(co_pca_lowrank(src, trg, 128, torch.Generator().manual_seed(3)))
+    torch.manual_seed(3)
+    expected = _reference_projection(_centred(src, trg), 128)
+    assert _same_space(ours, expected)
+
+
+def test_stream_draws_layers_2_5_8_pair_after_pair_and_skips_by_drawing():
+    gen = torch.Generator().manual_seed(0)
+    shapes = {2: (64, 3, 3), 5: (64, 6, 6), 8: (32, 12, 12)}    # tall/wide like the real layers, small
+    pairs = [({k: torch.randn(*s, generator=gen) for k, s in shapes.items()},
+              {k: torch.randn(*s, generator=gen) for k, s in shapes.items()}) for _ in range(2)]
+    full, only_8 = LowrankStream(seed=5), LowrankStream(seed=5)
+    torch.manual_seed(5)                                           # the reference: seeded once per run
+    for src, trg in pairs:
+        out_full = full.pair(src, trg, 16, {2, 5, 8})
+        out_8 = only_8.pair(src, trg, 16, {8})
+        assert set(out_8) == {8} and torch.equal(out_8[8][0], out_full[8][0])
+        for layer in (2, 5, 8):                                    # the reference's order within a pair
+            channels = shapes[layer][0]
+            s_tok, t_tok = src[layer].reshape(channels, -1).T, trg[layer].reshape(channels, -1).T
+            expected = _reference_projection(_centred(s_tok, t_tok), 16)
+            got = torch.cat([out_full[layer][0].reshape(16, -1).T, out_full[layer][1].reshape(16, -1).T])
+            assert _same_space(got, expected), layer
+
+
+def test_lowrank_subspace_approaches_the_exact_one_as_niter_grows():
+    x = _decaying(900, 640, seed=4)
+    centred = _centred(x[:450], x[450:]).double()
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    projector = vh[:64].T @ vh[:64]
+    missed, distance = [], []
+    for niter in (0, 1, 2, 10):
+        v = pca_lowrank_axes(centred, 64, torch.Generator().manual_seed(0), niter=niter)
+        missed.append(1 - float((centred @ v).pow(2).sum() / s[:64].pow(2).sum()))   # variance not captured
+        distance.append(float(torch.linalg.matrix_norm(v @ v.T - projector)) / 8)     # RMS projector gap
+    assert missed[0] > missed[1] > missed[2] > missed[3] >= 0 and distance[0] > distance[1] > distance[2] > distance[3]
+    assert 0.01 < missed[0] and missed[2] < 0.005 and missed[3] < 3e-4                # niter = 2 (reference) ≈ 0.998
+
+
+def test_exact_method_equals_an_svd():
+    x = _decaying(600, 200, seed=6).double()
+    a, b = co_pca(x[:300], x[300:], 32)
+    centred = _centred(x[:300], x[300:])
+    u, s, _ = torch.linalg.svd(centred, full_matrices=False)
+    assert _same_space(torch.cat([a, b]), u[:, :32] * s[:32], tol=1e-10)
+
+
+class _Maps:
+    def __init__(self, maps):
+        self.maps = maps
+
+    def get(self, path):
+        return self.maps[str(path)]
+
+
+def _pair(name, src, trg, grid, kps):
+    frame = 14 * grid
+    return Pair(name, "cat", Path(src), Path(trg), (frame, frame), (frame, frame), kps, kps[::-1].copy(),
+                np.ones(len(kps), bool), float(frame))
+
+
+def test_evaluate_runs_one_stream_per_size_and_seed_and_recomputes_repeated_pairs():
+    grid, gen = 8, torch.Generator().manual_seed(9)
+    shapes = {2: (48, 2, 2), 5: (48, 4, 4), 8: (24, 8, 8)}
+    sd = _Maps({n: {k: torch.randn(*s, generator=gen) for k, s in shapes.items()} for n in "abc"})
+    dino = _Maps({n: {11: torch.randn(16, grid, grid, generator=gen)} for n in "abc"})
+    kps = np.random.default_rng(0).uniform(0, 14 * grid - 1, (12, 2))
+    pairs = [_pair("p0", "a", "b", grid, kps), _pair("p1", "b", "c", grid, kps), _pair("p0", "a", "b", grid, kps)]
+    methods = {"sd5": Method("SD", sd_layers=(5,), pca_dim=6, co_pca="lowrank"),
+               "sd": Method("SD", pca_dim=6, co_pca="lowrank"),
+               "sd_seed": Method("SD", pca_dim=6, co_pca="lowrank", co_pca_seed=1),
+               "fuse": Method("Fuse", pca_dim=6, co_pca="lowrank"), "exact": Method("SD", pca_dim=6)}
+    records = evaluate(pairs, methods, grid, sd, dino, progress=False)
+    alone = evaluate(pairs, {"sd5": methods["sd5"]}, grid, sd, dino, progress=False)
+    pred = {name: rows.sort_values(["pair", "kp"])["pred_index"].to_numpy() for name, rows in records.groupby("method")}
+    # a layer subset draws all three layers like the full method: the same with or without the others
+    assert np.array_equal(pred["sd5"], alone.sort_values(["pair", "kp"])["pred_index"].to_numpy())
+    # the first pair of a run gets the seed's first draws; the repeated pair (position 2) new ones
+    by_pair = records[records["method"] == "sd"].groupby("pair")["pred_index"].apply(list)
+    exact = records[records["method"] == "exact"].groupby("pair")["pred_index"].apply(list)
+    assert exact[0] == exact[2]
+    one = evaluate(pairs[:1], {"sd": methods["sd"]}, grid, sd, dino, progress=False)
+    assert one["pred_index"].tolist() == by_pair[0]
+    assert not np.array_equal(pred["sd"], pred["sd_seed"])
+    with pytest.raises(ConfigError):
+        Method("SD", co_pca="svd")
