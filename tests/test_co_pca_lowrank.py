@@ -1,16 +1,20 @@
 """The reference's randomised co-PCA option (PROTOCOL §3.1, AMBIG-17): torch 1.13.1's pca_lowrank
 algorithm, one seed per run, draws in the reference's order (pairs in evaluation order, layers 2, 5, 8)."""
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch._lowrank import get_approximate_basis
 
+from sdfuse.co_pca_randomness import seed_spread, spread_summary
 from sdfuse.datasets.pairs import Pair
 from sdfuse.errors import ConfigError
 from sdfuse.evaluation import Method, evaluate
 from sdfuse.fusion import LowrankStream, co_pca, co_pca_lowrank, pca_lowrank_axes
+from sdfuse.metrics import pck_table
 
 
 def _decaying(rows, cols, seed):
@@ -144,3 +148,30 @@ def test_evaluate_runs_one_stream_per_size_and_seed_and_recomputes_repeated_pair
     assert not np.array_equal(pred["sd"], pred["sd_seed"])
     with pytest.raises(ConfigError):
         Method("SD", co_pca="svd")
+
+
+def test_seed_spread_runs_each_seed_as_its_own_run_and_summarises_by_hand():
+    grid, gen = 8, torch.Generator().manual_seed(11)
+    shapes = {2: (48, 2, 2), 5: (48, 4, 4), 8: (24, 8, 8)}
+    names = "abcd"
+    sd = _Maps({n: {k: torch.randn(*s, generator=gen) for k, s in shapes.items()} for n in names})
+    dino = _Maps({n: {11: torch.randn(16, grid, grid, generator=gen)} for n in names})
+    kps = np.random.default_rng(1).uniform(0, 14 * grid - 1, (10, 2))
+    pairs = [_pair(f"p{i}", a, b, grid, kps) for i, (a, b) in enumerate(("ab", "cd", "bc"))]
+    run = SimpleNamespace(pca_dim=6, grid=grid, sd_features=sd, dino_features=dino, progress=False,
+                          sd=SimpleNamespace(device="cpu"))
+    table = seed_spread(run, seeds=(42, 3), pairs=pairs)
+    alone = evaluate(pairs, {"m": Method("Fuse", pca_dim=6, co_pca="lowrank", co_pca_seed=3)}, grid, sd, dino,
+                     progress=False)
+    expected = pck_table(alone, by=())
+    row = table.query("method == 'Fuse' and co_pca == 'lowrank' and seed == 3")
+    merged = row.merge(expected, on=["alpha", "aggregate", "category"], suffixes=("", "_alone"))
+    assert len(merged) == len(expected) and np.allclose(merged["value"], merged["value_alone"])
+    assert (table.loc[table["co_pca"] == "exact", "identical_nn"] == 1).all()
+
+    by_hand = pd.DataFrame({"method": "SD", "co_pca": ["exact", "lowrank", "lowrank", "lowrank"],
+                            "seed": [None, 1, 2, 3], "alpha": 0.1, "aggregate": "category_mean", "category": "all",
+                            "value": [50.0, 49.0, 52.0, 50.5], "identical_nn": [1.0, 0.9, 0.8, 0.7]})
+    summary = spread_summary(by_hand).iloc[0]
+    assert (summary["exact"], summary["lowrank_min"], summary["lowrank_max"], summary["seeds"]) == (50, 49, 52, 3)
+    assert summary["spread"] == 3 and summary["exact_within_seeds"] and summary["identical_nn"] == pytest.approx(0.8)
