@@ -115,3 +115,58 @@ class CpuShare:
     def as_dict(self) -> dict:
         return {"wall_s": round(self.wall_s, 2), "own_cpu_s": round(self.own_cpu_s, 2),
                 "other_processes_cpu_fraction": round(self.other_cpu_fraction, 3)}
+
+
+class CpuTally:
+    """:class:`CpuShare` summed over several timed blocks (one figure's repetitions, which run
+    interleaved with other figures): wall, own CPU and the other processes' share of the machine."""
+
+    def __init__(self):
+        self.wall_s = self.own_cpu_s = self.other_cpu_s = 0.0
+
+    def __enter__(self) -> "CpuTally":
+        self._share = CpuShare().__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        share = self._share
+        share.__exit__(*exc)
+        self.wall_s += share.wall_s
+        self.own_cpu_s += share.own_cpu_s
+        self.other_cpu_s += share.other_cpu_fraction * share.wall_s * (os.cpu_count() or 1)
+
+    def as_dict(self) -> dict:
+        capacity = self.wall_s * (os.cpu_count() or 1)
+        return {"wall_s": round(self.wall_s, 2), "own_cpu_s": round(self.own_cpu_s, 2),
+                "other_processes_cpu_fraction": round(self.other_cpu_s / capacity, 3) if capacity else 0.0}
+
+
+_LIMITS = []
+
+
+def pin_threads(threads: int) -> None:
+    """Run torch (intra-op, MKL, OpenMP) and every BLAS pool threadpoolctl finds with ``threads`` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    _LIMITS.append(threadpool_limits(limits=threads))       # kept alive for the whole run
+
+
+def thread_settings() -> dict:
+    """The thread counts the timings ran with: torch intra-/inter-op, and the BLAS/OpenMP pools."""
+    import torch
+
+    settings = {"torch_intra_op": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads(),
+                "env": {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                                 "OPENBLAS_NUM_THREADS")}}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return settings
+    settings["blas_pools"] = [{key: pool.get(key) for key in ("internal_api", "num_threads", "prefix")}
+                              for pool in threadpool_info()]
+    return settings
