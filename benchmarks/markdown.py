@@ -28,21 +28,31 @@ def _met(row: dict) -> str:
 
 def render(report: dict) -> str:
     m = report["machine"]
+    threads = report.get("threads", {})
     lines = [
         "# sdfuse benchmark",
         "",
         f"Generated {report['generated_at']} by `{report['command']}` ({report['mode']} mode) in "
         f"{report['wall_time_s']:.0f} s on {m['cpu']} ({m['logical_cores']} cores, {m['torch_threads']} torch threads, "
-        f"{m['memory_gib']} GiB, GPU: {'yes' if m['gpu'] else 'no'}; torch {m['torch']}). "
+        f"{m['memory_gib']} GiB, GPU: {'yes' if m['gpu'] else 'no'}; torch {m['torch']}; threads pinned: "
+        f"torch {threads.get('torch_intra_op', m['torch_threads'])}, BLAS pools "
+        f"{[pool.get('num_threads') for pool in threads.get('blas_pools', [])] or 'not inspected'}). "
         f"Load average {m['load_average_1m_at_start']} → {m['load_average_1m_at_end']}: other work on the machine "
         f"slows every timing; each section records the CPU share other processes took (`cpu.other_processes_cpu_fraction`).",
         "",
-        "| Metric | Value | Unit | Target | Result | Section |",
-        "|---|---:|---|---|---|---|",
+        "A repeated timing shows its median, min–max and spread = (max − min) ÷ median; above 20 % it is marked "
+        "noisy, and the other processes' CPU share while it ran says why.",
+        "",
+        "| Metric | Value | Min–max (spread; others' CPU) | Unit | Target | Result | Section |",
+        "|---|---:|---|---|---|---|---|",
     ]
     for row in report["summary"]:
         status = "" if row["status"] == "measured" else f" ({row['status']})"
-        lines.append(f"| {row['metric']} | {_fmt(row['value'])} | {row['unit']} | {row['target'] or ''} | "
+        spread = ""
+        if "spread" in row:
+            spread = (f"{_fmt(row['min'])}–{_fmt(row['max'])} ({row['spread']:.0%}{', noisy' if row['noisy'] else ''}; "
+                      f"{_fmt(row['other_processes_cpu_fraction'])})")
+        lines.append(f"| {row['metric']} | {_fmt(row['value'])} | {spread} | {row['unit']} | {row['target'] or ''} | "
                      f"{_met(row)} | {row['section']}{status} |")
     sections = report["sections"]
     lines += ["", "## Sections", "", "| Section | Status | Measured at | Wall s | Other processes' CPU share |",
@@ -95,11 +105,32 @@ def render(report: dict) -> str:
 
     matching = sections.get("matching_cost", {}).get("result")
     if matching:
-        o, b, r = matching["ours"], matching["ours_before_co_pca_speedup"], matching["reference"]
         lines += ["", "## Per-pair matching (G = 60, CPU)", "", matching["method"] + ".", "",
-                  f"- ours: co-PCA {_fmt(o['co_pca_s'])} s (before the speed-up {_fmt(b['co_pca_s'])} s), "
-                  f"assembly + fusion + NN + PCK {_fmt(o['assemble_fuse_match_pck_s'])} s, total {_fmt(o['total_s'])} s",
-                  f"- reference: pca_lowrank {_fmt(r['co_pca_lowrank_s'])} s, similarity loop "
-                  f"{_fmt(r['similarity_loop_extrapolated_s'])} s (extrapolated from {r['similarity_loop_rows_measured']} "
-                  f"rows), total {_fmt(r['total_s'])} s"]
+                  "| Figure | Median s | Min s | Max s | Spread | Other processes' CPU share |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for name, t in matching["timings_s"].items():
+            flag = " (noisy)" if t["noisy"] else ""
+            lines.append(f"| {name} | {_fmt(t['median'])} | {_fmt(t['min'])} | {_fmt(t['max'])} | "
+                         f"{t['spread']:.0%}{flag} | {_fmt(t['cpu']['other_processes_cpu_fraction'])} |")
+        for key, label in (("table1_ratio_ours_to_reference_per_round", "Table 1's 14 methods, ours ÷ reference"),
+                           ("ratio_ours_to_reference_per_round", "one Fuse method, ours ÷ reference")):
+            r = matching[key]
+            lines.append(f"| {label} (per round) | {_fmt(r['median'])} | {_fmt(r['min'])} | {_fmt(r['max'])} | "
+                         f"{r['spread']:.0%}{' (noisy)' if r['noisy'] else ''} | |")
+        gram = matching["gram"]
+        lines += ["", f"Floor: the co-PCA Gram products, {gram['symmetric_flops'] / 1e9:.2f} GFLOP as symmetric products "
+                  f"({gram['gemm_flops'] / 1e9:.2f} as plain GEMMs), at this run's best sgemm rate "
+                  f"{gram['gemm_gflops_per_s']} GFLOP/s = {_fmt(gram['floor_s'])} s; ours ÷ floor "
+                  f"{_fmt(matching['table1_ratio_ours_to_floor'])} (Table 1's 14 methods), "
+                  f"{_fmt(matching['ratio_ours_to_floor'])} (one Fuse method). Where Table 1's pair goes: "
+                  + ", ".join(f"{k} {_fmt(v)}" for k, v in matching["stage_profile_table1"].items()) + "."]
+    smoke = sections.get("smoke_tables", {}).get("result")
+    if smoke:
+        total = smoke["total_s"]
+        lines += ["", "## Smoke supplement, evaluation only (warm cache)", "", smoke["method"] + ".", "",
+                  f"Total {_fmt(total['median'])} s (min {_fmt(total['min'])}, max {_fmt(total['max'])}, spread "
+                  f"{total['spread']:.0%}{', noisy' if total['noisy'] else ''}; other processes' CPU share "
+                  f"{_fmt(total['cpu']['other_processes_cpu_fraction'])}); first pass with extraction "
+                  f"{_fmt(smoke['cold_first_pass_s'])} s. Per table (median s): "
+                  + ", ".join(f"{k} {_fmt(v['median'])}" for k, v in smoke["per_table_s"].items()) + "."]
     return "\n".join(lines) + "\n"
