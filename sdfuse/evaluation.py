@@ -21,7 +21,8 @@ from .dino_variants import BilateralFilter, filter_tokens, guide_image
 from .errors import ConfigError
 from .features.cache import CachedExtractor
 from .features.projection import projection_descriptor
-from .fusion import SD_LAYER_ORDER, STRATEGIES, LowrankStream, co_pca_sizes, combine, l2_normalize, layer_on_grid
+from .fusion import (SD_LAYER_ORDER, STRATEGIES, LowrankStream, as_maps, as_tokens, co_pca_sizes, combine,
+                     l2_normalize, layer_on_grid)
 from .geometry import DINO_PATCH
 from .matching import index_to_pixel, keypoint_rows, similarity_rows
 
@@ -233,9 +234,8 @@ def pair_features(pair: Pair, methods: dict[object, Method], grid: int, sd: Cach
                     exact.setdefault(layer, set()).add(reduction[1])
         for layer, dims in exact.items():
             src, trg = src_maps[layer], trg_maps[layer]
-            reduced = co_pca_sizes(src.reshape(src.shape[0], -1).T, trg.reshape(trg.shape[0], -1).T, sorted(dims))
-            for dim, (a, b) in reduced.items():
-                sd_pca[(layer, ("exact", dim))] = (a.T.reshape(-1, *src.shape[1:]), b.T.reshape(-1, *trg.shape[1:]))
+            for dim, (a, b) in co_pca_sizes(as_tokens(src), as_tokens(trg), sorted(dims)).items():
+                sd_pca[(layer, ("exact", dim))] = (as_maps(a, *src.shape[1:]), as_maps(b, *trg.shape[1:]))
         streams = streams if streams is not None else lowrank_streams(methods.values())
         for reduction, layers in needs.items():
             if reduction[0] == "lowrank":

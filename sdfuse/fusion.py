@@ -10,6 +10,21 @@ SD_LAYER_ORDER = (8, 5, 2)
 """Channel order of the assembled SD descriptor: layer 8 | layer 5 | layer 2 (PROTOCOL §3.1)."""
 
 
+def _work_dtype(x: torch.Tensor) -> torch.dtype:
+    """float64 for float64 inputs, float32 for every other dtype."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def as_tokens(maps: torch.Tensor) -> torch.Tensor:
+    """(C, h, w) map → (h·w, C) tokens, row-major."""
+    return maps.reshape(maps.shape[0], -1).T
+
+
+def as_maps(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(h·w, C) row-major tokens → (C, h, w) map."""
+    return tokens.T.reshape(-1, h, w)
+
+
 def _gram(x: torch.Tensor, outer: bool) -> torch.Tensor:
     """XXᵀ (``outer``) or XᵀX of a float32/float64 matrix as a symmetric rank-k update (BLAS ``syrk``):
     half the flops of a general product. Only the lower triangle is filled."""
@@ -50,15 +65,14 @@ def co_pca_sizes(src: torch.Tensor, trg: torch.Tensor, dims) -> dict[int, tuple[
     whitening) and projected on the top principal axes of the stacked matrix X, computed exactly from
     the smaller Gram matrix (XᵀX or XXᵀ, as a symmetric rank-k update) by a float64 eigendecomposition;
     the reference's randomized ``pca_lowrank`` only approximates this subspace (see
-    :func:`co_pca_lowrank`). One Gram product and
-    one eigensolve serve every size: the top-d axes are the first d of the top-max(dims) axes, so each
-    size's projection is a slice of the largest. Each d is capped at min(N1 + N2, C). Float64 inputs
+    :func:`co_pca_lowrank`). One Gram product and one eigensolve serve every size: the top-d axes are
+    the first d of the top-max(dims) axes, so each size's projection is a slice of the largest. Each d is capped at min(N1 + N2, C). Float64 inputs
     are processed in float64 throughout; any other dtype has its Gram product and projection in
     float32 (the mean is still taken in float64), which keeps the result within float32 tolerance of
     the all-float64 computation at a fraction of its cost. Returns {d: (N1, d) and (N2, d)} in the
     input dtype.
     """
-    work = torch.float64 if src.dtype == torch.float64 else torch.float32
+    work = _work_dtype(src)
     stacked = torch.cat([src, trg]).double()
     centred = stacked.sub_(stacked.mean(dim=0, keepdim=True)).to(work)
     rows, cols = centred.shape
@@ -81,23 +95,13 @@ def co_pca(src: torch.Tensor, trg: torch.Tensor, dim: int) -> tuple[torch.Tensor
     return co_pca_sizes(src, trg, (dim,))[dim]
 
 
-def _tokens(maps: torch.Tensor) -> torch.Tensor:
-    """(C, h, w) map → (h·w, C) tokens, row-major."""
-    return maps.reshape(maps.shape[0], -1).T
-
-
-def _maps(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    return tokens.T.reshape(-1, h, w)
-
-
 def co_pca_layers(src: dict[int, torch.Tensor], trg: dict[int, torch.Tensor],
                   dims: dict[int, int]) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
     """co-PCA of each SD layer separately: (C, h, w) maps → (d, h, w) maps (PROTOCOL §3.1)."""
     out_src, out_trg = {}, {}
     for layer, dim in dims.items():
-        _, h, w = src[layer].shape
-        a, b = co_pca(_tokens(src[layer]), _tokens(trg[layer]), dim)
-        out_src[layer], out_trg[layer] = _maps(a, h, w), _maps(b, h, w)
+        a, b = co_pca(as_tokens(src[layer]), as_tokens(trg[layer]), dim)
+        out_src[layer], out_trg[layer] = as_maps(a, *src[layer].shape[1:]), as_maps(b, *trg[layer].shape[1:])
     return out_src, out_trg
 
 
@@ -153,9 +157,7 @@ def co_pca_lowrank(src: torch.Tensor, trg: torch.Tensor, dim: int, generator: to
     from ``generator`` (see :func:`pca_lowrank_axes`); ``dim`` is capped at min(N1 + N2, C), where
     the reference would stop with an error. Float64 inputs stay float64, others are computed in float32.
     """
-    work = torch.float64 if src.dtype == torch.float64 else torch.float32
-    device = generator.device
-    stacked = torch.cat([src, trg]).to(device=device, dtype=work)
+    stacked = torch.cat([src, trg]).to(device=generator.device, dtype=_work_dtype(src))
     centred = stacked - stacked.mean(dim=0, keepdim=True)
     q = min(dim, *centred.shape)
     projected = (centred @ pca_lowrank_axes(centred, q, generator, niter)).to(device="cpu", dtype=src.dtype)
@@ -188,15 +190,14 @@ class LowrankStream:
             if layer not in src:
                 continue
             if layer in layers:
-                a, b = co_pca_lowrank(_tokens(src[layer]), _tokens(trg[layer]), dim, self.generator, self.niter)
-                out[layer] = (_maps(a, *src[layer].shape[1:]), _maps(b, *trg[layer].shape[1:]))
+                a, b = co_pca_lowrank(as_tokens(src[layer]), as_tokens(trg[layer]), dim, self.generator, self.niter)
+                out[layer] = (as_maps(a, *src[layer].shape[1:]), as_maps(b, *trg[layer].shape[1:]))
             else:                      # not needed: draw what the reference draws, and drop it
                 channels = src[layer].shape[0]
                 rows = src[layer][0].numel() + trg[layer][0].numel()
                 q = min(dim, rows, channels)
                 torch.randn(rows if _sketches_transpose(rows, channels, q) else channels, q,
-                            generator=self.generator, device=self.generator.device,
-                            dtype=torch.float64 if src[layer].dtype == torch.float64 else torch.float32)
+                            generator=self.generator, device=self.generator.device, dtype=_work_dtype(src[layer]))
         return out
 
 
