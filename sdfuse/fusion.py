@@ -66,11 +66,11 @@ def co_pca_sizes(src: torch.Tensor, trg: torch.Tensor, dims) -> dict[int, tuple[
     the smaller Gram matrix (XᵀX or XXᵀ, as a symmetric rank-k update) by a float64 eigendecomposition;
     the reference's randomized ``pca_lowrank`` only approximates this subspace (see
     :func:`co_pca_lowrank`). One Gram product and one eigensolve serve every size: the top-d axes are
-    the first d of the top-max(dims) axes, so each size's projection is a slice of the largest. Each d is capped at min(N1 + N2, C). Float64 inputs
-    are processed in float64 throughout; any other dtype has its Gram product and projection in
-    float32 (the mean is still taken in float64), which keeps the result within float32 tolerance of
-    the all-float64 computation at a fraction of its cost. Returns {d: (N1, d) and (N2, d)} in the
-    input dtype.
+    the first d of the top-max(dims) axes, so each size's projection is a slice of the largest. Each d
+    is capped at min(N1 + N2, C). Float64 inputs are processed in float64 throughout; any other dtype
+    has its Gram product and projection in float32 (the mean is still taken in float64), which keeps the
+    result within float32 tolerance of the all-float64 computation at a fraction of its cost. Returns
+    {d: (N1, d) and (N2, d)} in the input dtype.
     """
     work = _work_dtype(src)
     stacked = torch.cat([src, trg]).double()

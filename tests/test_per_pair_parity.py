@@ -106,3 +106,34 @@ def test_optimised_per_pair_path_finds_the_float64_svd_nearest_neighbours():
         for name, method in methods.items():
             expected = _reference_nn(svd, dino, method, rows)
             assert np.array_equal(ours[name], expected), (name, int((ours[name] != expected).sum()))
+
+
+def test_combined_similarity_equals_the_cosine_of_the_assembled_descriptors():
+    """PairFeatures.similarity (per-layer dot products) against similarity_rows on descriptors()
+    (concatenate, normalise, multiply), with zero tokens in both SD and DINO to pin the norm floor."""
+    from sdfuse.evaluation import pair_features
+    from sdfuse.matching import similarity_rows
+
+    grid, gen = 8, torch.Generator().manual_seed(3)
+    shapes = {2: (20, 2, 2), 5: (20, 4, 4), 8: (12, 8, 8)}
+    sd = {n: {k: torch.randn(*s, generator=gen) for k, s in shapes.items()} for n in ("src", "trg")}
+    dino = {n: {11: torch.randn(10, grid, grid, generator=gen), 9: torch.randn(10, grid, grid, generator=gen)}
+            for n in ("src", "trg")}
+    dino["trg"][11][:, 0, 1] = 0                               # a zero DINO token in the target
+    sd["src"][8][:, 0, 0] = sd["src"][8].mean(dim=(1, 2))     # ≈ the mean: small after centring
+    methods = {"sd": Method("SD", pca_dim=6), "sd8": Method("SD", sd_layers=(8,), pca_dim=6),
+               "dino": Method("DINO"), "fuse": Method("Fuse", pca_dim=6),
+               "fuse.3": Method("Fuse", sd_layers=(2, 5), pca_dim=4, alpha=0.3),
+               "fuse1": Method("Fuse", pca_dim=6, alpha=1.0), "ensemble": Method("DINO", dino_blocks=(9, 11))}
+    frame = 14 * grid
+    pair = Pair("p", "cat", Path("src"), Path("trg"), (frame, frame), (frame, frame), np.zeros((1, 2)),
+                np.zeros((1, 2)), np.ones(1, bool), 1.0)
+    features = pair_features(pair, methods, grid, _Maps(sd), _Maps(dino))
+    rows = np.arange(0, grid * grid, 3)
+    for name, method in methods.items():
+        combined = features.similarity(method, rows)
+        assembled = similarity_rows(*features.descriptors(method), rows)
+        assert combined.dtype == torch.float64 and combined.shape == (len(rows), grid * grid)
+        assert torch.allclose(combined, assembled, atol=1e-6), name
+        assert torch.equal(combined.argmax(dim=1), assembled.argmax(dim=1)), name
+    assert torch.equal(features.similarity(methods["fuse1"], rows), features.similarity(methods["sd"], rows))
