@@ -175,12 +175,14 @@ def run(reps: int = 5, keypoints: int = 10) -> dict:
         figures[name]()
     runs = {name: [] for name in figures}
     tallies = {name: CpuTally() for name in figures}
-    for _ in range(reps):
+    for round_ in range(reps):
         for name, fn in figures.items():
             with tallies[name]:
                 start = time.perf_counter()
                 fn()
                 runs[name].append(time.perf_counter() - start)
+        print(f"[benchmark] matching_cost round {round_ + 1}/{reps}: "
+              + ", ".join(f"{name} {values[-1]:.2f} s" for name, values in runs.items()), flush=True)
     profile = _stage_profile(x)
     timings = {name: {**stats(values), "cpu": tallies[name].as_dict()} for name, values in runs.items()}
     gemm_rate = 2 * 2048 ** 3 / timings["sgemm"]["min"]

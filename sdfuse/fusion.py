@@ -41,8 +41,7 @@ def _top_eigenpairs(gram: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.T
 
     A large matrix of which only a small top part is needed (n ≥ 1024, dim ≤ n/3: SD layers 2 and 5
     at 1280 channels) goes through LAPACK's subset solver (``dsyevr``), which skips most of the
-    back-transformation; anything else through the full ``eigh``. Both are exact to float64: a
-    float32 eigensolver moves some nearest neighbours, so this step stays in float64.
+    back-transformation; anything else through the full ``eigh``. Both are exact to float64.
     """
     n = gram.shape[0]
     gram = gram.double()
@@ -68,13 +67,15 @@ def co_pca_sizes(src: torch.Tensor, trg: torch.Tensor, dims) -> dict[int, tuple[
     :func:`co_pca_lowrank`). One Gram product and one eigensolve serve every size: the top-d axes are
     the first d of the top-max(dims) axes, so each size's projection is a slice of the largest. Each d
     is capped at min(N1 + N2, C). Float64 inputs are processed in float64 throughout; any other dtype
-    has its Gram product and projection in float32 (the mean is still taken in float64), which keeps the
-    result within float32 tolerance of the all-float64 computation at a fraction of its cost. Returns
+    is centred, multiplied and projected in float32 around a mean taken in float64 (rounded to float32,
+    it moves every token by at most half an ulp of the mean, the size of rounding the tokens
+    themselves), only the eigensolver runs in float64 (in float32 it moves some nearest neighbours):
+    within float32 tolerance of the all-float64 computation at a fraction of its cost. Returns
     {d: (N1, d) and (N2, d)} in the input dtype.
     """
     work = _work_dtype(src)
-    stacked = torch.cat([src, trg]).double()
-    centred = stacked.sub_(stacked.mean(dim=0, keepdim=True)).to(work)
+    stacked = torch.cat([src, trg]).to(work)
+    centred = stacked.sub_(stacked.mean(dim=0, keepdim=True, dtype=torch.float64).to(work))
     rows, cols = centred.shape
     top = min(max(dims), rows, cols)
     if rows < cols:
