@@ -8,7 +8,9 @@ The public API, module by module (each function cites the PROTOCOL section it fo
 - :mod:`sdfuse.features.cache`: ``CachedExtractor`` (per-image, content-addressed)
 - :mod:`sdfuse.fusion`: ``co_pca``, ``co_pca_layers``, ``assemble_sd``, ``fuse``
 - :mod:`sdfuse.matching`: ``nearest_patches``, ``match_keypoints``
-- :mod:`sdfuse.metrics`: ``correct``, ``per_category``, ``aggregates``, ``pck_table``
+- :mod:`sdfuse.metrics`: ``correct``, ``per_category``, ``aggregates``, ``table_aggregates``, ``pck_table``
+- :mod:`sdfuse.bootstrap`: ``stratified_sums``, ``interval`` (pairs resampled within categories)
+- :mod:`sdfuse.records`: the per-keypoint records written next to every results CSV, ``read_records``
 - :mod:`sdfuse.datasets`: ``Pair``, ``load_spair``
 - :mod:`sdfuse.tables`: one function per supplementary table; :mod:`sdfuse.profiles`: ``resolve``
 """

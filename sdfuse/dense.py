@@ -6,13 +6,19 @@ so that features are cached per image like everywhere else. Every target cell is
 source cell; the cell flow is upsampled to pixels and PCK counts valid target pixels whose
 end-point error is ≤ α · max(H, W) of the unpadded source.
 
-Two forms are computed (AMBIG-11): ``paper`` matches the paper's descriptors (normalised fusion)
-by cosine; ``reference`` does what the released TSS script does — raw features, raw
-concatenation for the fusion, nearest neighbour by L2.
+Three forms are computed (AMBIG-11), all from one nearest-neighbour search per descriptor and metric:
+
+- ``paper``: the paper's descriptors (normalised fusion) matched by cosine, flow from the integer
+  source row — the method as the paper describes it;
+- ``reference``: exactly what the released ``pck_tss.py`` computes under the torch it pins — raw
+  features, raw concatenation for the fusion, nearest neighbour by L2, and the source row by true
+  division (``torch.div``, row = r + c/G), the numbers that script prints;
+- ``raw_l2``: the released script's matcher (raw, L2) with the integer source row, which separates
+  the effect of the division from that of the missing normalisation.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +26,31 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from .bootstrap import RESAMPLES, SEED, interval, stratified_sums
 from .datasets.derived import cached_png, derived_key
 from .datasets.pairs import Pair
 from .datasets.tss import (TSSSample, dense_flow_to_image, flow_from_nn, pair_folder_counts, read_sample, tss_pck,
                            weighted_average)
+from .errors import ConfigError
 from .evaluation import Method, pair_features
 from .matching import dense_nearest
 from .profiles import Run
 
-FORMS = {"paper": "cosine", "reference": "l2"}
+
+@dataclass(frozen=True)
+class TSSForm:
+    """One way of running the dense matcher (AMBIG-11): ``raw`` features (raw concatenation for the
+    fusion) or the paper's descriptors, the NN ``metric``, and the source row by ``true_division``."""
+
+    raw: bool
+    metric: str
+    true_division: bool
+
+
+FORMS = {"paper": TSSForm(raw=False, metric="cosine", true_division=False),
+         "reference": TSSForm(raw=True, metric="l2", true_division=True),
+         "raw_l2": TSSForm(raw=True, metric="l2", true_division=False)}
+"""The TSS forms by name; see the module docstring."""
 TSS_ALPHAS = (0.01, 0.05, 0.10, 0.15)
 
 
@@ -48,13 +70,16 @@ def _padded_paths(run: Run, sample: TSSSample, src: np.ndarray, trg: np.ndarray)
 
 
 def evaluate_tss(samples: list[TSSSample], methods: dict[str, Method], run: Run,
-                 true_division: bool = False) -> pd.DataFrame:
-    """One row per (sample, method, form, α): the sample's PCK in % (PROTOCOL §8).
+                 forms: tuple[str, ...] = tuple(FORMS)) -> pd.DataFrame:
+    """One row per (sample, method, form, α): the sample's PCK in % (PROTOCOL §8, AMBIG-11).
 
-    ``true_division`` replicates the reference's float source row (``torch.div`` under torch ≥ 1.8).
+    ``forms`` are names of :data:`FORMS`; forms that share descriptors and metric share one search.
     """
-    variants = {(name, form): (method if form == "paper" else reference_form(method))
-                for name, method in methods.items() for form in FORMS}
+    unknown = sorted(set(forms) - set(FORMS))
+    if unknown or not forms:
+        raise ConfigError(f"unknown TSS form(s) {unknown or list(forms)}; choose from {list(FORMS)}")
+    variants = {(name, raw): (reference_form(method) if raw else method)
+                for name, method in methods.items() for raw in {FORMS[f].raw for f in forms}}
     rows = []
     for sample in tqdm(samples, desc="TSS samples", unit="sample", disable=not run.progress):
         data = read_sample(sample)
@@ -62,26 +87,44 @@ def evaluate_tss(samples: list[TSSSample], methods: dict[str, Method], run: Run,
         pair = Pair(f"{sample.subset}/{sample.pair_dir}/{sample.direction}", sample.subset, src_path, trg_path,
                     data.src.shape[1::-1], data.trg.shape[1::-1], np.zeros((0, 2)), np.zeros((0, 2)),
                     np.zeros(0, bool), 1.0)
-        features = pair_features(pair, variants, run.grid,
-                                 run.sd_features, run.dino_features)
-        for (name, form), method in variants.items():
-            nearest = dense_nearest(*features.descriptors(method), metric=FORMS[form])
-            flow = dense_flow_to_image(flow_from_nn(nearest, run.grid, true_division=true_division), data.trg.shape[:2])
-            for alpha in TSS_ALPHAS:
-                rows.append({"subset": sample.subset, "pair_dir": sample.pair_dir, "direction": sample.direction,
-                             "method": name, "form": form, "alpha": alpha,
-                             "value": tss_pck(flow, data.flow, data.mask, data.l_pck, alpha)})
+        features = pair_features(pair, variants, run.grid, run.sd_features, run.dino_features)
+        nearest: dict = {}
+        for name in methods:
+            for form in forms:
+                spec = FORMS[form]
+                key = (name, spec.raw, spec.metric)
+                if key not in nearest:
+                    nearest[key] = dense_nearest(*features.descriptors(variants[name, spec.raw]), metric=spec.metric)
+                cells = flow_from_nn(nearest[key], run.grid, true_division=spec.true_division)
+                flow = dense_flow_to_image(cells, data.trg.shape[:2])
+                for alpha in TSS_ALPHAS:
+                    rows.append({"subset": sample.subset, "pair_dir": sample.pair_dir, "direction": sample.direction,
+                                 "method": name, "form": form, "alpha": alpha,
+                                 "value": tss_pck(flow, data.flow, data.mask, data.l_pck, alpha)})
     return pd.DataFrame(rows)
 
 
-def tss_summary(per_sample: pd.DataFrame, samples: list[TSSSample], folder_counts: dict[str, int] | None = None) -> pd.DataFrame:
-    """Per-image mean per subset (AMBIG-12) and "Avg." weighted by pair folders per subset (PROTOCOL §16).
+def tss_summary(per_sample: pd.DataFrame, samples: list[TSSSample], folder_counts: dict[str, int] | None = None,
+                resamples: int = RESAMPLES, seed: int = SEED) -> pd.DataFrame:
+    """Per-image mean per subset (AMBIG-12) and "Avg." weighted by pair folders per subset (PROTOCOL §16),
+    with bootstrap intervals that resample pair folders (both directions together) within subsets.
 
     ``folder_counts`` defaults to the evaluated samples' own counts (the real dataset's are 195/81/124).
     """
     counts = folder_counts or pair_folder_counts(samples)
-    means = per_sample.groupby(["method", "form", "alpha", "subset"], sort=False)["value"].mean().reset_index()
-    averages = [{"method": m, "form": f, "alpha": a, "subset": "Avg.",
-                 "value": weighted_average(dict(zip(g["subset"], g["value"])), counts)}
-                for (m, f, a), g in means.groupby(["method", "form", "alpha"], sort=False)]
-    return pd.concat([means, pd.DataFrame(averages)], ignore_index=True)
+    wide = per_sample.pivot_table(index=["subset", "pair_dir"], columns=["method", "form", "alpha"], values="value",
+                                  aggfunc="sum", sort=False)
+    directions = per_sample.groupby(["subset", "pair_dir"], sort=False)["direction"].nunique().reindex(wide.index)
+    values = np.column_stack([directions.to_numpy(float), wide.to_numpy(float)])
+    subsets, point, replicates = stratified_sums(values, wide.index.get_level_values("subset"), resamples, seed)
+    means, replicate_means = point[:, 1:] / point[:, :1], replicates[..., 1:] / replicates[..., :1]
+    average = weighted_average(dict(zip(subsets, means)), counts)
+    replicate_average = weighted_average(dict(zip(subsets, np.moveaxis(replicate_means, 1, 0))), counts)
+    rows = []
+    for column, (method, form, alpha) in enumerate(wide.columns):
+        cells = [(subset, means[s, column], replicate_means[:, s, column]) for s, subset in enumerate(subsets)]
+        for subset, value, spread in cells + [("Avg.", average[column], replicate_average[:, column])]:
+            low, high = interval(spread)
+            rows.append({"method": method, "form": form, "alpha": alpha, "subset": subset, "value": float(value),
+                         "ci_low": float(low), "ci_high": float(high)})
+    return pd.DataFrame(rows)

@@ -55,22 +55,22 @@ def resize_pad(image: Image.Image, target: int, edge: bool = False) -> Image.Ima
 
 
 def map_keypoints(kps: np.ndarray, width: int, height: int, target: int) -> np.ndarray:
-    """Map (x, y) keypoints in original pixels into the ``target`` frame (PROTOCOL §1.2).
+    """Map (x, y) keypoints in original pixels into the ``target`` frame, in float32 as the reference (PROTOCOL §1.2).
 
-    Both coordinates are scaled by target / max(W, H); the padding offset int((T - new)/2)
-    is added on the short side, with new = round(T·short/long). As in the reference, the
-    scale is not the rounded content scale (a < 0.5 px difference, replicated on purpose).
+    Both coordinates are scaled by target / max(W, H); the padding offset int((T - new)/2) is
+    added on the short side, with new = round(T·short/long). As in the reference, the scale is
+    not the rounded content scale (a < 0.5 px difference, replicated on purpose). The reference
+    holds keypoints in a float32 tensor, so every step rounds to float32 there and here: the
+    coordinates (float32(x)), the scale (the float64 quotient rounded to float32, then one float32
+    product) and the integer offset (one float32 sum). Returned as float64 holding those values.
     """
-    kps = np.asarray(kps, dtype=np.float64).reshape(-1, 2)
-    scale = target / max(width, height)
-    out = kps * scale
+    out = np.asarray(kps, dtype=np.float64).reshape(-1, 2).astype(np.float32)
+    out *= np.float32(target / max(width, height))
     if height < width:
-        new_h = _np_round(target * height / width)
-        out[:, 1] += int((target - new_h) / 2)
+        out[:, 1] += np.float32(int((target - _np_round(target * height / width)) / 2))
     elif width < height:
-        new_w = _np_round(target * width / height)
-        out[:, 0] += int((target - new_w) / 2)
-    return out
+        out[:, 0] += np.float32(int((target - _np_round(target * width / height)) / 2))
+    return out.astype(np.float64)
 
 
 def frame_scale(width: int, height: int, target: int) -> float:
@@ -79,12 +79,13 @@ def frame_scale(width: int, height: int, target: int) -> float:
 
 
 def pixel_to_patch(xy: np.ndarray, grid: int, frame: int) -> np.ndarray:
-    """Integer (col, row) cell of frame points: int((grid / frame) · coordinate) (PROTOCOL §6).
+    """Integer (col, row) cell of frame points: int32(float32(G / frame) · float32(coordinate)) (PROTOCOL §6).
 
-    Truncation toward zero, as the reference's float→int32 cast.
+    The reference multiplies its float32 keypoints by the Python float G/frame (60/840), which
+    numpy evaluates in float32, and truncates toward zero (``.astype(int32)``); so does this.
     """
-    xy = np.asarray(xy, dtype=np.float64)
-    return np.trunc((grid / frame) * xy).astype(np.int64)
+    xy = np.asarray(xy, dtype=np.float64).astype(np.float32)
+    return np.trunc(np.float32(grid / frame) * xy).astype(np.int64)
 
 
 def patch_to_pixel(cells: np.ndarray, patch: int = DINO_PATCH) -> np.ndarray:

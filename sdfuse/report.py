@@ -16,8 +16,9 @@ import pandas as pd
 from .profiles import Run
 from .provenance import collect
 
-TOLERANCE = 1.0
-"""|Δ| in PCK points within which a paper-profile cell counts as reproduced."""
+PCK_ROUNDING = 0.05
+"""Half a unit of the paper's last printed digit for PCK (one decimal): a paper value counts as
+inside an interval it misses by no more than its own rounding (:func:`sdfuse.status.verdict`)."""
 
 
 def quiet_libraries() -> None:
@@ -60,18 +61,25 @@ def banner(run: Run):
 
 
 def save_results(table: pd.DataFrame, run: Run, name: str) -> Path:
-    """Write ``results/<profile>/<name>.csv`` and its provenance JSON beside it; returns the CSV path.
+    """Write ``results/<profile>/<name>.csv``, its provenance JSON and the records it carries; returns the CSV path.
 
-    Both files are written atomically (:func:`sdfuse.storage.atomic_write`: temporary file, fsync,
-    rename), so a killed or failed run leaves the previous complete file or none, never a truncated
-    one; a full disk raises :class:`~sdfuse.errors.StorageError` naming the file. The CSV bytes
-    depend only on the table: ``\n`` line endings, floats written by pandas' shortest round-trip repr.
+    The records attached to the table (:mod:`sdfuse.records`: per-keypoint rows, TSS per-sample
+    rows) go beside it as ``<name>.<kind>.csv.gz``. Every file is written atomically
+    (:func:`sdfuse.storage.atomic_write`: temporary file, fsync, rename), records first and the CSV
+    last, so a killed or failed run leaves the previous complete files or none, never a truncated
+    one; a full disk raises :class:`~sdfuse.errors.StorageError` naming the file. The bytes depend
+    only on the data: ``\n`` line endings, floats written by pandas' shortest round-trip repr, gzip
+    without a time stamp.
     """
+    from .records import attached, records_path, write_records
     from .storage import atomic_write, atomic_write_text, remove_stray_tmp
 
     remove_stray_tmp(run.results_dir, depth=0)                     # left by a killed earlier run
     path = run.results_dir / f"{name}.csv"
     fix = "point results_dir to a writable disk with space"
+    for kind, frame in attached(table).items():
+        atomic_write(records_path(path, kind), lambda tmp, frame=frame: write_records(frame, tmp),
+                     what=f"the {kind} records", fix=fix)
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, lineterminator="\n"), what="the results table",
                  fix=fix)
     record = collect(run.describe())
@@ -81,52 +89,67 @@ def save_results(table: pd.DataFrame, run: Run, name: str) -> Path:
 
 
 def compare(table: pd.DataFrame, paper: pd.DataFrame, aggregate: str | None, smoke: bool,
-            not_run: dict[str, str] | None = None, keys: tuple[str, ...] = ("setting", "method", "alpha")) -> pd.DataFrame:
-    """Paper beside reproduced, with Δ = reproduced − paper and a verdict, matched on ``keys``.
+            not_run: dict[str, str] | None = None, keys: tuple[str, ...] = ("setting", "method", "alpha"),
+            rounding: float = PCK_ROUNDING) -> pd.DataFrame:
+    """Paper beside reproduced, with its interval, Δ = reproduced − paper and a verdict, matched on ``keys``.
 
     ``aggregate`` selects the across-category aggregate of ``table`` (None: ``table`` is already
-    one value per cell); ``not_run`` maps a setting this run cannot compute to the reason.
+    one value per cell); ``not_run`` maps a setting this run cannot compute to the reason. The
+    verdict says whether the paper's value lies inside the reproduced value's bootstrap interval
+    (:func:`sdfuse.status.verdict`).
     """
+    from .status import verdict
+
     ours = table if aggregate is None else table[(table["aggregate"] == aggregate) & (table["category"] == "all")]
     keys = list(keys)
-    merged = paper.rename(columns={"value": "paper"}).merge(
-        ours[keys + ["value"]].rename(columns={"value": "reproduced"}), on=keys, how="left")
+    ours = ours.reindex(columns=keys + ["value", "ci_low", "ci_high"])
+    merged = paper.rename(columns={"value": "paper"}).merge(ours.rename(columns={"value": "reproduced"}), on=keys,
+                                                             how="left")
     merged["delta"] = merged["reproduced"] - merged["paper"]
-    if smoke:
-        merged["verdict"] = "smoke run: not comparable"
-    else:
-        merged["verdict"] = merged["delta"].abs().le(TOLERANCE).map({True: "reproduced", False: "differs"})
+    merged["verdict"] = [verdict(smoke, *cell, rounding)
+                         for cell in zip(merged["paper"], merged["ci_low"], merged["ci_high"])]
     missing = merged["reproduced"].isna()
     merged.loc[missing, "verdict"] = merged.loc[missing, "setting"].map(
         lambda s: f"not run: {(not_run or {}).get(s, 'not computed by this run')}")
     return merged
 
 
+def interval_text(low: pd.Series, high: pd.Series, digits: int = 1) -> pd.Series:
+    """"[low, high]" per cell ("–" without an interval)."""
+    return pd.Series([f"[{a:.{digits}f}, {b:.{digits}f}]" if pd.notna(a) and pd.notna(b) else "–"
+                      for a, b in zip(low, high)], index=low.index)
+
+
 def comparison_view(comparison: pd.DataFrame, smoke: bool, caption: str = "PCK (%) on SPair-71k, bbox threshold"):
-    """Styled view: one row per cell key; per threshold the paper, ours and Δ (coloured), and the verdict."""
+    """Styled view: one row per cell key; per threshold the paper, ours, our 95 % interval and Δ
+    (green when the paper's value is inside the interval, red otherwise), and the verdict."""
     index = [c for c in ("setting", "method") if c in comparison]
-    wide = comparison.pivot_table(index=index, columns="alpha", values=["paper", "reproduced", "delta"],
-                                  sort=False, dropna=False)
+    parts = {"paper": "paper", "reproduced": "ours", "interval": "95 % CI", "delta": "Δ"}
+    frame = comparison.assign(interval=interval_text(comparison["ci_low"], comparison["ci_high"]))
     alphas = list(dict.fromkeys(comparison["alpha"]))
-    wide = wide.reindex(columns=pd.MultiIndex.from_product([["paper", "reproduced", "delta"], alphas]))
-    wide = wide.swaplevel(axis=1).reindex(columns=pd.MultiIndex.from_product([alphas, ["paper", "reproduced", "delta"]]))
-    wide.columns = pd.MultiIndex.from_tuples(
-        [(f"PCK@{alpha:.2f}", {"reproduced": "ours", "delta": "Δ"}.get(what, what)) for alpha, what in wide.columns])
-    deltas = [c for c in wide.columns if c[1] == "Δ"]
-    numbers = list(wide.columns)
+    wide = frame.pivot_table(index=index, columns="alpha", values=list(parts), aggfunc="first", sort=False,
+                             dropna=False)
+    wide = wide.reindex(columns=pd.MultiIndex.from_tuples([(what, a) for a in alphas for what in parts]))
+    verdicts = frame.pivot_table(index=index, columns="alpha", values="verdict", aggfunc="first", sort=False,
+                                 dropna=False).reindex(index=wide.index, columns=alphas)
+    wide.columns = pd.MultiIndex.from_tuples([(f"PCK@{a:.2f}", parts[what]) for what, a in wide.columns])
+    numbers = [c for c in wide.columns if c[1] in ("paper", "ours")]
+    deltas = {(f"PCK@{a:.2f}", "Δ"): a for a in alphas}
     if smoke:
         caption += "; smoke run: the differences are not comparable"
     else:
-        verdicts = comparison.groupby(index, sort=False)["verdict"].agg(lambda v: "; ".join(dict.fromkeys(v)))
-        wide[("", "verdict")] = verdicts.reindex(wide.index)
+        row_verdicts = comparison.groupby(index, sort=False)["verdict"].agg(lambda v: "; ".join(dict.fromkeys(v)))
+        wide[("", "verdict")] = row_verdicts.reindex(wide.index)
 
-    def colour(value: float) -> str:
-        if smoke or pd.isna(value):
-            return "color: #777"
-        return "color: #1a7f37" if abs(value) <= TOLERANCE else "color: #cf222e; font-weight: bold"
+    def colours(data: pd.DataFrame) -> pd.DataFrame:
+        css = pd.DataFrame("", index=data.index, columns=data.columns)
+        for column, alpha in deltas.items():
+            css[column] = ["color: #777" if smoke else _verdict_colour(v) for v in verdicts[alpha]]
+        return css
 
-    styled = (wide.style.format("{:.1f}", subset=numbers, na_rep="–").format("{:+.1f}", subset=deltas, na_rep="–")
-              .map(colour, subset=deltas).set_caption(f"{caption}; Δ = ours − paper"))
+    styled = (wide.style.format("{:.1f}", subset=numbers, na_rep="–").format("{:+.1f}", subset=list(deltas), na_rep="–")
+              .apply(colours, axis=None)
+              .set_caption(f"{caption}; 95 % CI: bootstrap interval over pairs; Δ = ours − paper"))
     if not smoke:
         styled = styled.map(_verdict_colour, subset=[("", "verdict")])
     return styled
@@ -167,20 +190,45 @@ def provenance_view(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
 
 
-def plot_comparison(comparison: pd.DataFrame, alpha: float = 0.10, xlabel: str = "setting"):
-    """Bar chart of PCK@α per setting: paper vs reproduced, one panel per method."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+def _error_bars(rows: pd.DataFrame) -> np.ndarray:
+    """(2, n) distances from each reproduced value to its interval bounds (0 without an interval)."""
+    low = (rows["reproduced"] - rows["ci_low"]).clip(lower=0).fillna(0)
+    high = (rows["ci_high"] - rows["reproduced"]).clip(lower=0).fillna(0)
+    return np.vstack([low.to_numpy(), high.to_numpy()])
 
-    rows = comparison[comparison["alpha"] == alpha].melt(
-        id_vars=["setting", "method"], value_vars=["paper", "reproduced"], var_name="source", value_name="PCK")
-    grid = sns.catplot(data=rows, x="setting", y="PCK", hue="source", col="method", kind="bar",
-                       height=3.2, aspect=1.3, palette=["#8c8c8c", "#2f6fdf"])
-    grid.set_axis_labels(xlabel, f"PCK@{alpha:.2f} (%)")
-    grid.tick_params(axis="x", labelrotation=30)
-    grid.set_titles("{col_name}")
-    plt.close(grid.figure)
-    return grid.figure
+
+def _paired_bars(rows: pd.DataFrame, panel: str, xlabel: str, ylabel: str, columns: int):
+    """One panel per value of ``panel``: paper (grey) and reproduced (blue, 95 % interval as error
+    bars) per setting."""
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys(rows[panel]))
+    ncols = min(columns, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), squeeze=False, sharey=True)
+    for ax, name in zip(axes.flat, panels):
+        part = rows[rows[panel] == name]
+        x = np.arange(len(part))
+        ax.bar(x - 0.2, part["paper"], width=0.4, color="#8c8c8c", label="paper")
+        ax.bar(x + 0.2, part["reproduced"], width=0.4, color="#2f6fdf", label="reproduced",
+               yerr=_error_bars(part), error_kw={"ecolor": "black", "capsize": 2, "elinewidth": 0.8})
+        ax.set_xticks(x, part["setting"], rotation=30, ha="right", fontsize=8)
+        ax.set_title(str(name))
+        ax.set_xlabel(xlabel)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_comparison(comparison: pd.DataFrame, alpha: float = 0.10, xlabel: str = "setting"):
+    """Bar chart of PCK@α per setting: paper vs reproduced with its 95 % interval, one panel per method."""
+    rows = comparison[np.isclose(comparison["alpha"], alpha)]
+    return _paired_bars(rows, "method", xlabel, f"PCK@{alpha:.2f} (%)", columns=3)
 
 
 def glue_value(name: str, value: float) -> None:
@@ -202,39 +250,47 @@ def curve_value(curve: pd.DataFrame, fusion_alpha: float, alpha: float) -> float
 
 
 def plot_alpha_curve(curve: pd.DataFrame, paper_default: float):
-    """PCK against the fusion weight α, one line per threshold, with the paper's default point."""
+    """PCK against the fusion weight α, one line per threshold with its 95 % band, and the paper's default point."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    sns.lineplot(data=curve, x="fusion_alpha", y="value", hue="alpha", marker="o", palette="viridis", ax=ax)
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, curve["alpha"].nunique()))
+    for colour, (kappa, line) in zip(colours, curve.sort_values("fusion_alpha").groupby("alpha")):
+        ax.plot(line["fusion_alpha"], line["value"], marker="o", color=colour, label=f"{kappa:g}")
+        ax.fill_between(line["fusion_alpha"], line["ci_low"], line["ci_high"], color=colour, alpha=0.2, linewidth=0)
     ax.scatter([0.5], [paper_default], color="black", marker="*", s=120, zorder=5, label="paper, α = 0.5, κ = 0.10")
     ax.set(xlabel="α (weight on SD; 0 = DINOv2 alone, 1 = SD alone)", ylabel="PCK (%)",
-           title="SPair-71k, mean of per-category PCK")
+           title="SPair-71k, mean of per-category PCK (bands: 95 % bootstrap interval)")
     ax.legend(title="κ")
     plt.close(fig)
     return fig
 
 
-def save_outcomes(ratios: pd.DataFrame, probabilities: dict, distances: pd.DataFrame, run: Run) -> None:
-    """Write Table 6 (ratios per category), Fig. 2 (probabilities) and Table 7 (relative distances) as tidy CSVs."""
-    save_results(ratios.reset_index().melt(id_vars="outcome", var_name="category", value_name="value"), run, "table6")
-    save_results(pd.DataFrame({"quantity": list(probabilities), "value": list(probabilities.values())}), run, "fig2")
-    tidy = distances.stack(level=[0, 1], future_stack=True).rename("value").reset_index()
-    save_results(tidy.set_axis(["scenario", "features", "match", "value"], axis=1), run, "table7")
+def save_outcomes(results: dict[str, pd.DataFrame], records: pd.DataFrame, run: Run) -> None:
+    """Write Table 6 (shares per category), Fig. 2 (probabilities) and Table 7 (relative distances) of
+    :func:`sdfuse.outcomes.outcome_tables` as tidy CSVs, the keypoint records beside Table 6."""
+    from .records import attach
+
+    save_results(attach(results["table6"].copy(), keypoints=records), run, "table6")
+    save_results(results["fig2"], run, "fig2")
+    save_results(results["table7"], run, "table7")
 
 
-def glue_outcomes(ratios: pd.DataFrame, probabilities: dict) -> None:
+def glue_outcomes(results: dict[str, pd.DataFrame]) -> None:
     """Glue the headline shares and probabilities of the outcome analysis."""
-    glue_value("outcomes_ratio_011", ratios.loc["011", "all"])
-    glue_value("outcomes_ratio_101", ratios.loc["101", "all"])
+    shares = results["table6"][results["table6"]["category"] == "all"].set_index("outcome")["value"]
+    probabilities = results["fig2"].set_index("quantity")["value"]
+    glue_value("outcomes_ratio_011", shares["011"])
+    glue_value("outcomes_ratio_101", shares["101"])
     glue_value("outcomes_p_fuse_given_sd_only", probabilities["P(Fuse ✓ | SD ✓, DINO ✗)"])
     glue_value("outcomes_p_fuse_given_dino_only", probabilities["P(Fuse ✓ | SD ✗, DINO ✓)"])
 
 
-def outcome_view(ratios: pd.DataFrame, paper_ratios: dict, smoke: bool) -> pd.DataFrame:
-    """Table 6 beside the paper: share (%) of keypoints per outcome class."""
-    view = pd.DataFrame({"paper": pd.Series(paper_ratios), "reproduced": ratios["all"]})
+def outcome_view(table6: pd.DataFrame, paper_ratios: dict, smoke: bool) -> pd.DataFrame:
+    """Table 6 beside the paper: share (%) of keypoints per outcome class, with its 95 % interval."""
+    ours = table6[table6["category"] == "all"].set_index("outcome")
+    view = pd.DataFrame({"paper": pd.Series(paper_ratios), "reproduced": ours["value"]})
+    view["95 % CI"] = interval_text(ours["ci_low"], ours["ci_high"], digits=2)
     view["Δ"] = view["reproduced"] - view["paper"]
     view.index.name = "SD DINO Fuse"
     if smoke:
@@ -242,22 +298,28 @@ def outcome_view(ratios: pd.DataFrame, paper_ratios: dict, smoke: bool) -> pd.Da
     return view.round(2)
 
 
-def probability_view(ours: dict, from_paper_table: dict, stated: dict):
-    """Fig. 2's probabilities: this run, recomputed from the paper's Table 6, and as stated in the text."""
-    view = pd.DataFrame({"reproduced": pd.Series(ours), "from paper's Table 6": pd.Series(from_paper_table),
-                         "stated in the text": pd.Series(stated)}).reindex(list(ours))
-    return view.style.format("{:.1f}", na_rep="–")
+def probability_view(fig2: pd.DataFrame, from_paper_table: dict, stated: dict):
+    """Fig. 2's probabilities: this run (with its 95 % interval), recomputed from the paper's Table 6,
+    and as stated in the text."""
+    ours = fig2.set_index("quantity")
+    view = pd.DataFrame({"reproduced": ours["value"], "95 % CI": interval_text(ours["ci_low"], ours["ci_high"]),
+                         "from paper's Table 6": pd.Series(from_paper_table),
+                         "stated in the text": pd.Series(stated)}).reindex(ours.index)
+    numbers = ["reproduced", "from paper's Table 6", "stated in the text"]
+    return view.style.format("{:.1f}", subset=numbers, na_rep="–")
 
 
-def plot_probabilities(ours: dict, stated: dict):
-    """Bar chart of the four conditional probabilities, this run vs the paper's text."""
+def plot_probabilities(fig2: pd.DataFrame, stated: dict):
+    """Bar chart of the four conditional probabilities, this run (with its 95 % interval) vs the paper's text."""
     import matplotlib.pyplot as plt
 
     names = list(stated)
+    ours = fig2.set_index("quantity").reindex(names).rename(columns={"value": "reproduced"})
     fig, ax = plt.subplots(figsize=(7, 3.2))
     positions = np.arange(len(names))
     ax.bar(positions - 0.2, [stated[n] for n in names], width=0.4, color="#8c8c8c", label="paper")
-    ax.bar(positions + 0.2, [ours[n] for n in names], width=0.4, color="#2f6fdf", label="reproduced")
+    ax.bar(positions + 0.2, ours["reproduced"], width=0.4, color="#2f6fdf", label="reproduced",
+           yerr=_error_bars(ours), error_kw={"ecolor": "black", "capsize": 2, "elinewidth": 0.8})
     ax.set_xticks(positions, [n.replace("P(", "").replace(")", "") for n in names], fontsize=8)
     ax.set_ylabel("probability (%)")
     ax.legend()
@@ -265,11 +327,20 @@ def plot_probabilities(ours: dict, stated: dict):
     return fig
 
 
-def relative_distance_view(distances: pd.DataFrame, paper_table: dict):
-    """Table 7 beside the paper ("–" where the paper has no value)."""
-    paper_frame = pd.DataFrame.from_dict(paper_table, orient="index", columns=distances.columns)
-    view = pd.concat({"paper": paper_frame, "reproduced": distances.reindex(paper_frame.index)}, axis=1)
-    return view.astype(float).style.format("{:.3f}", na_rep="–")
+def relative_distance_view(table7: pd.DataFrame, paper_table: dict):
+    """Table 7 beside the paper ("–" where the paper has no value), with this run's 95 % intervals."""
+    from .outcomes import DISTANCE_COLUMNS
+
+    columns = pd.MultiIndex.from_tuples(list(DISTANCE_COLUMNS))
+    paper_frame = pd.DataFrame.from_dict(paper_table, orient="index", columns=columns).astype(float)
+    wide = table7.assign(interval=interval_text(table7["ci_low"], table7["ci_high"], digits=3))
+    ours = wide.pivot(index="scenario", columns=["features", "match"], values="value").reindex(
+        index=paper_frame.index, columns=columns)
+    spread = wide.pivot(index="scenario", columns=["features", "match"], values="interval").reindex(
+        index=paper_frame.index, columns=columns)
+    view = pd.concat({"paper": paper_frame, "reproduced": ours, "95 % CI": spread}, axis=1)
+    numbers = [c for c in view.columns if c[0] != "95 % CI"]
+    return view.style.format("{:.3f}", subset=numbers, na_rep="–")
 
 
 def plot_relative_distances(records: pd.DataFrame):
@@ -313,7 +384,8 @@ def status_summary_view(status: pd.DataFrame):
 def status_view(status: pd.DataFrame):
     """Every cell, paper vs each profile, with coloured verdicts."""
     view = status.set_index(["table", "cell", "profile"])
-    return (view.style.format({"paper": "{:.3g}", "reproduced": "{:.3g}", "delta": "{:+.3g}"}, na_rep="–")
+    return (view.style.format({"paper": "{:.3g}", "reproduced": "{:.3g}", "ci_low": "{:.3g}", "ci_high": "{:.3g}",
+                               "delta": "{:+.3g}"}, na_rep="–")
             .map(_verdict_colour, subset=["verdict"]))
 
 
@@ -380,19 +452,9 @@ def per_dataset_views(comparison: pd.DataFrame, smoke: bool) -> None:
 
 
 def plot_table5(comparison: pd.DataFrame):
-    """PCK of the four DINOv2 variants per benchmark column: paper vs ours."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
+    """PCK of the four DINOv2 variants per benchmark column: paper vs ours with its 95 % interval."""
     rows = comparison.assign(column=comparison["dataset"] + " @" + comparison["alpha"].map("{:.2f}".format))
-    rows = rows.melt(id_vars=["setting", "column"], value_vars=["paper", "reproduced"], var_name="source",
-                     value_name="PCK")
-    grid = sns.catplot(data=rows, x="setting", y="PCK", hue="source", col="column", col_wrap=5, kind="bar",
-                       height=2.4, aspect=1.1, palette=["#8c8c8c", "#2f6fdf"])
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels("", "PCK (%)")
-    plt.close(grid.figure)
-    return grid.figure
+    return _paired_bars(rows, "column", "", "PCK (%)", columns=5)
 
 
 def glue_table5(comparison: pd.DataFrame) -> None:

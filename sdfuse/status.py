@@ -3,6 +3,10 @@
 It reads ``results/<profile>/*.csv`` and ``results/<profile>/runs.json`` for every profile folder
 present, so a paper-profile run made elsewhere and copied into ``results/paper/`` shows up without
 code changes. A table whose notebook failed in the last run is marked failed, never shown stale.
+
+The verdict of a paper-profile cell is *reproduced* when the paper's value lies inside the 95 %
+bootstrap interval (``ci_low``, ``ci_high``) stored beside the reproduced value, widened by half a
+unit of the paper's last printed digit (its rounding); *differs* otherwise (:func:`verdict`).
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from . import paper
@@ -26,16 +31,23 @@ class TableSpec:
     results: str
     paper_cells: Callable[[], pd.DataFrame]
     result_cells: Callable[[pd.DataFrame], pd.DataFrame]
-    tolerance: float
+    rounding: float
+    """Half a unit of the last digit the paper prints for this table's values."""
     not_run: dict[str, str] = field(default_factory=dict)
+
+
+def _cells(cell: pd.Series, frame: pd.DataFrame) -> pd.DataFrame:
+    """Cells named ``cell`` with the value of ``frame`` and its interval (NaN where it has none)."""
+    return pd.DataFrame({"cell": cell, "value": frame["value"], "ci_low": frame.get("ci_low", np.nan),
+                         "ci_high": frame.get("ci_high", np.nan)})
 
 
 def _pck_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Cells 'setting · method · PCK@α' of a long PCK table (paper or results, category mean)."""
     if "aggregate" in frame:
         frame = frame[(frame["aggregate"] == "category_mean") & (frame["category"] == "all")]
-    cell = frame["setting"].astype(str) + " · " + frame["method"] + " · PCK@" + frame["alpha"].map("{:.2f}".format)
-    return pd.DataFrame({"cell": cell, "value": frame["value"]})
+    return _cells(frame["setting"].astype(str) + " · " + frame["method"] + " · PCK@" + frame["alpha"].map("{:.2f}".format),
+                  frame)
 
 
 def _table6_paper() -> pd.DataFrame:
@@ -44,7 +56,7 @@ def _table6_paper() -> pd.DataFrame:
 
 def _table6_results(frame: pd.DataFrame) -> pd.DataFrame:
     rows = frame[frame["category"] == "all"]
-    return pd.DataFrame({"cell": "outcome " + rows["outcome"].astype(str).str.zfill(3), "value": rows["value"]})
+    return _cells("outcome " + rows["outcome"].astype(str).str.zfill(3), rows)
 
 
 def _fig2_paper() -> pd.DataFrame:
@@ -52,7 +64,7 @@ def _fig2_paper() -> pd.DataFrame:
 
 
 def _fig2_results(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.rename(columns={"quantity": "cell"})[["cell", "value"]]
+    return _cells(frame["quantity"], frame)
 
 
 def _table5_paper() -> pd.DataFrame:
@@ -60,8 +72,7 @@ def _table5_paper() -> pd.DataFrame:
 
 
 def _cells5(frame: pd.DataFrame) -> pd.DataFrame:
-    cell = frame["setting"] + " · " + frame["dataset"] + " · PCK@" + frame["alpha"].map("{:.2f}".format)
-    return pd.DataFrame({"cell": cell, "value": frame["value"]})
+    return _cells(frame["setting"] + " · " + frame["dataset"] + " · PCK@" + frame["alpha"].map("{:.2f}".format), frame)
 
 
 def _table5_results(frame: pd.DataFrame) -> pd.DataFrame:
@@ -73,8 +84,7 @@ def _table5_results(frame: pd.DataFrame) -> pd.DataFrame:
 def _table8_cells(frame: pd.DataFrame) -> pd.DataFrame:
     if "aggregate" in frame:
         frame = frame[(frame["aggregate"] == "keypoint_pooled") & (frame["category"] == "all")]
-    return pd.DataFrame({"cell": frame["setting"] + " · PCK@" + frame["alpha"].map("{:.2f}".format),
-                         "value": frame["value"]})
+    return _cells(frame["setting"] + " · PCK@" + frame["alpha"].map("{:.2f}".format), frame)
 
 
 TABLE7_COLUMNS = (("SD", "correct match"), ("SD", "false match"), ("DINO", "correct match"), ("DINO", "false match"))
@@ -87,23 +97,23 @@ def _table7_paper() -> pd.DataFrame:
 
 
 def _table7_results(frame: pd.DataFrame) -> pd.DataFrame:
-    cell = frame["scenario"].astype(str) + " · " + frame["features"] + " " + frame["match"]
-    return pd.DataFrame({"cell": cell, "value": frame["value"]})
+    return _cells(frame["scenario"].astype(str) + " · " + frame["features"] + " " + frame["match"], frame)
 
 
 PROJECTION = "needs the ODISE checkpoint (non-commercial licence): -p captioner_checkpoint=PATH"
 TABLES: tuple[TableSpec, ...] = (
-    TableSpec("table1", "Table 1: UNet layers", "01_unet_layers", "table1", lambda: _pck_cells(paper.table1()), _pck_cells, 1.0),
-    TableSpec("table2", "Table 2: reduction", "02_reduction", "table2", lambda: _pck_cells(paper.table2()), _pck_cells, 1.0,
-              {"projection": PROJECTION}),
+    TableSpec("table1", "Table 1: UNet layers", "01_unet_layers", "table1", lambda: _pck_cells(paper.table1()), _pck_cells,
+              0.05),
+    TableSpec("table2", "Table 2: reduction", "02_reduction", "table2", lambda: _pck_cells(paper.table2()), _pck_cells,
+              0.05, {"projection": PROJECTION}),
     TableSpec("table3", "Table 3: fusion strategy", "03_fusion_strategy", "table3", lambda: _pck_cells(paper.table3()),
-              _pck_cells, 1.0),
-    TableSpec("table5", "Table 5: DINOv2 variants", "05_dino_variants", "table5", _table5_paper, _table5_results, 1.0),
-    TableSpec("table6", "Table 6: outcomes", "06_outcomes", "table6", _table6_paper, _table6_results, 1.0),
-    TableSpec("fig2", "Fig. 2: conditional probabilities", "06_outcomes", "fig2", _fig2_paper, _fig2_results, 2.0),
-    TableSpec("table7", "Table 7: relative distances", "06_outcomes", "table7", _table7_paper, _table7_results, 0.02),
+              _pck_cells, 0.05),
+    TableSpec("table5", "Table 5: DINOv2 variants", "05_dino_variants", "table5", _table5_paper, _table5_results, 0.05),
+    TableSpec("table6", "Table 6: outcomes", "06_outcomes", "table6", _table6_paper, _table6_results, 0.005),
+    TableSpec("fig2", "Fig. 2: conditional probabilities", "06_outcomes", "fig2", _fig2_paper, _fig2_results, 0.05),
+    TableSpec("table7", "Table 7: relative distances", "06_outcomes", "table7", _table7_paper, _table7_results, 0.0005),
     TableSpec("table8", "Table 8: CUB-200", "08_cub200", "table8", lambda: _table8_cells(paper.table8()), _table8_cells,
-              1.0, {name: "cited baseline (paper's number only)" for name in paper.TABLE8_BASELINES}),
+              0.05, {name: "cited baseline (paper's number only)" for name in paper.TABLE8_BASELINES}),
 )
 
 
@@ -125,14 +135,19 @@ def notebook_status(results_root: Path, profile: str) -> dict[str, str]:
     return {run["notebook"]: run["status"] for run in json.loads(record.read_text()).get("notebooks", [])}
 
 
-def _verdict(profile: str, delta: float, tolerance: float) -> str:
-    if profile == "smoke":
+def verdict(smoke: bool, paper_value: float, low: float, high: float, rounding: float = 0.0) -> str:
+    """"reproduced" when the paper's value lies in [low − rounding, high + rounding], the reproduced
+    value's bootstrap interval widened by the paper's rounding; "differs" otherwise. Smoke cells are
+    never comparable; a value stored without an interval is not judged."""
+    if smoke:
         return "smoke run: not comparable"
-    return "reproduced" if abs(delta) <= tolerance else "differs"
+    if pd.isna(low) or pd.isna(high):
+        return "not judged: no interval in the results (rerun the table)"
+    return "reproduced" if low - rounding <= paper_value <= high + rounding else "differs"
 
 
 def status_table(results_root: str | Path) -> pd.DataFrame:
-    """One row per (table, cell, profile): paper, reproduced, Δ and verdict."""
+    """One row per (table, cell, profile): paper, reproduced, its 95 % interval, Δ and verdict."""
     results_root = Path(results_root)
     rows = []
     for spec in TABLES:
@@ -141,20 +156,22 @@ def status_table(results_root: str | Path) -> pd.DataFrame:
             failed = notebook_status(results_root, profile).get(spec.notebook) == "failed"
             path = results_root / profile / f"{spec.results}.csv"
             ours = spec.result_cells(pd.read_csv(path)) if path.is_file() and not failed else None
-            values = dict(zip(ours["cell"], ours["value"])) if ours is not None else {}
+            found = ours.set_index("cell")[["value", "ci_low", "ci_high"]] if ours is not None else pd.DataFrame()
+            found = found[~found.index.duplicated(keep="last")]
             for cell, value in zip(cells["cell"], cells["value"]):
-                reproduced = values.get(cell)
+                reproduced, low, high = found.loc[cell] if cell in found.index else (None, np.nan, np.nan)
                 if failed:
-                    verdict = "failed in the last run (see its page)"
+                    verdict_text = "failed in the last run (see its page)"
                 elif reproduced is None:
                     reason = next((why for key, why in spec.not_run.items() if cell.startswith(key)), None)
-                    verdict = f"not run: {reason}" if reason else "not run"
+                    verdict_text = f"not run: {reason}" if reason else "not run"
                 else:
-                    verdict = _verdict(profile, reproduced - value, spec.tolerance)
+                    verdict_text = verdict(profile == "smoke", value, low, high, spec.rounding)
                 rows.append({"table": spec.title, "cell": cell, "profile": profile, "paper": value,
-                             "reproduced": reproduced, "delta": None if reproduced is None else reproduced - value,
-                             "verdict": verdict})
-    return pd.DataFrame(rows, columns=["table", "cell", "profile", "paper", "reproduced", "delta", "verdict"])
+                             "reproduced": reproduced, "ci_low": low, "ci_high": high,
+                             "delta": None if reproduced is None else reproduced - value, "verdict": verdict_text})
+    return pd.DataFrame(rows, columns=["table", "cell", "profile", "paper", "reproduced", "ci_low", "ci_high", "delta",
+                                       "verdict"])
 
 
 def summary(status: pd.DataFrame) -> pd.DataFrame:

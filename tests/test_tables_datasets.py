@@ -1,5 +1,6 @@
 """Table 5 (SPair-71k, PF-Pascal, TSS) and Table 8 (CUB-200) on the smoke fixtures."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -67,3 +68,52 @@ def test_table8_rows(run):
     assert np.isfinite(pooled["value"]).all()
     assert set(table.loc[table["aggregate"] == "per_category", "category"]) == {
         "001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"}
+
+
+def _plain_aggregates(records, alpha):
+    """The four aggregates computed with plain pandas on keypoint records, one row per table row."""
+    keys = ["dataset", "setting", "method"]
+    frame = records.assign(hit=records["error"] < alpha * records["threshold"])
+    per_category = frame.groupby(keys + ["category"])["hit"].mean()
+    pairs = frame.groupby(keys + ["category"])["pair"].nunique()
+    weighted = (per_category * pairs).groupby(level=keys).sum() / pairs.groupby(level=keys).sum()
+    return 100 * pd.DataFrame({"category_mean": per_category.groupby(level=keys).mean(), "pair_weighted": weighted,
+                               "keypoint_pooled": frame.groupby(keys)["hit"].mean(),
+                               "per_image": frame.groupby(keys + ["pair"])["hit"].mean().groupby(level=keys).mean()})
+
+
+def test_records_written_next_to_the_csv_recompute_the_table(run, table5, tmp_path):
+    from dataclasses import replace
+
+    from sdfuse import report
+    from sdfuse.metrics import AGGREGATES, table_aggregates
+    from sdfuse.records import read_records, records_path
+
+    path = report.save_results(table5, replace(run, results_dir=tmp_path), "table5")
+    first = records_path(path, "keypoints").read_bytes()
+    report.save_results(table5, replace(run, results_dir=tmp_path), "table5")
+    assert records_path(path, "keypoints").read_bytes() == first    # same data, same bytes
+    keypoints = read_records(records_path(path, "keypoints"))
+    assert set(keypoints["dataset"]) == {"SPair-71k", "PF-Pascal"}
+    saved = pd.read_csv(path)
+    for dataset, alphas in (("SPair-71k", (0.01, 0.05, 0.10)), ("PF-Pascal", (0.05, 0.10, 0.15))):
+        for alpha in alphas:
+            rows = saved[(saved["dataset"] == dataset) & np.isclose(saved["alpha"], alpha) & (saved["category"] == "all")]
+            want = rows.pivot_table(index=["dataset", "setting", "method"], columns="aggregate", values="value")
+            part = keypoints[keypoints["dataset"] == dataset]
+            plain = _plain_aggregates(part, alpha).reindex(want.index)
+            library = table_aggregates(part, alpha).reindex(want.index)
+            for name in AGGREGATES:
+                np.testing.assert_allclose(plain[name], want[name], rtol=1e-12, err_msg=f"{dataset} {alpha} {name}")
+                np.testing.assert_allclose(library[name], want[name], rtol=1e-12, err_msg=f"{dataset} {alpha} {name}")
+    samples = read_records(records_path(path, "tss_samples"))
+    assert set(samples["form"]) == {"paper", "reference", "raw_l2"} and set(samples["direction"]) == {"12", "21"}
+    means = samples.groupby(["method", "form", "alpha", "subset"])["value"].mean()
+    tss = saved[saved["aggregate"] == "per_image_mean"]
+    for row in tss.itertuples():
+        assert row.value == pytest.approx(means[(row.setting, row.form, row.alpha, row.dataset.removeprefix("TSS/"))])
+
+
+def test_every_reproduced_value_has_an_interval_around_it(table5):
+    assert table5[["ci_low", "ci_high"]].notna().all().all()
+    assert (table5["ci_low"] <= table5["value"] + 1e-9).all() and (table5["value"] <= table5["ci_high"] + 1e-9).all()

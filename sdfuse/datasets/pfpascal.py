@@ -9,10 +9,12 @@
 3.–6. XA, YA (source) and XB, YB (target): ';'-separated floats, used as written (no 0/1-based
    correction, AMBIG-2).
 
-Keypoint k of the pair is (XA[k], YA[k]) ↔ (XB[k], YB[k]). An entry (−1, −1) is padding: that
-keypoint is invisible in its image and stored as (0, 0), as the reference zeroes invisible rows;
-``Pair.visible`` is the mutual visibility. The PCK threshold is the image size: max(W_t, H_t) in
-original target pixels, so α·840 in the 840 frame (AMBIG-10).
+Keypoint k of the pair is (XA[k], YA[k]) ↔ (XB[k], YB[k]); ``Pair.visible`` is the mutual
+visibility. A listed entry (−1, −1) is read as "absent": that keypoint is invisible in its image and
+stored as (0, 0), as the reference zeroes invisible rows. This is a protocol choice (AMBIG-23): the
+reference marks every *listed* entry visible (``Zmask[:len(X)] = 1``), so a literal (−1, −1) would be
+evaluated there at its mapped position; ``listed_visible=True`` does that. The PCK threshold is the
+image size: max(W_t, H_t) in original target pixels, so α·840 in the 840 frame (AMBIG-10).
 
 Malformed rows are **rejected**, never skipped: the first bad row raises :class:`DatasetError`
 naming the CSV file and its row, counted as 1-based lines of the file (the header is row 1).
@@ -67,8 +69,9 @@ def _class_name(text: str) -> str:
     return PF_PASCAL_CLASSES[int(value) - 1]
 
 
-def _keypoints(x_text: str, y_text: str, columns: str) -> tuple[np.ndarray, np.ndarray]:
-    """(K, 2) keypoints and their visibility; (−1, −1) padding becomes invisible (0, 0) (PROTOCOL §1.2)."""
+def _keypoints(x_text: str, y_text: str, columns: str, listed_visible: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 2) keypoints and their visibility; (−1, −1) becomes invisible (0, 0) unless ``listed_visible``
+    (PROTOCOL §1.2, AMBIG-23)."""
     xs, ys = _coordinates(x_text, columns[0]), _coordinates(y_text, columns[1])
     if len(xs) != len(ys):
         raise _RowError(f"{columns[0]} has {len(xs)} values but {columns[1]} has {len(ys)}")
@@ -77,15 +80,17 @@ def _keypoints(x_text: str, y_text: str, columns: str) -> tuple[np.ndarray, np.n
         raise _RowError(f"NaN in {columns[0]}/{columns[1]}")
     if not np.isfinite(points).all():
         raise _RowError(f"infinite value in {columns[0]}/{columns[1]}")
-    visible = ~np.all(points == PADDING, axis=1)
+    visible = np.ones(len(points), bool) if listed_visible else ~np.all(points == PADDING, axis=1)
     points[~visible] = 0.0
     return points, visible
 
 
 def _check_inside(points: np.ndarray, visible: np.ndarray, size: tuple[int, int], image: Path) -> None:
-    """Visible keypoints must lie in [0, W] × [0, H] of their image (coordinates may be 1-based)."""
+    """Visible keypoints other than a listed (−1, −1) must lie in [0, W] × [0, H] of their image
+    (coordinates may be 1-based)."""
     width, height = size
-    outside = visible & ((points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height))
+    outside = visible & ~np.all(points == PADDING, axis=1) & (
+        (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height))
     if outside.any():
         k = int(np.flatnonzero(outside)[0])
         raise _RowError(f"keypoint {k} at {tuple(points[k])} lies outside {image.name} ({width}×{height})")
@@ -113,15 +118,15 @@ def _image_path(text: str, root: Path, column: str) -> Path:
 
 
 def _read_row(cells: list[str], number: int, root: Path, sizes: dict[Path, tuple[int, int]],
-              hint: str = "") -> Pair:
+              hint: str = "", listed_visible: bool = False) -> Pair:
     """One CSV row → :class:`Pair` (PROTOCOL §7.2)."""
     if len(cells) != len(CSV_HEADER):
         raise _RowError(f"{len(cells)} columns, expected {len(CSV_HEADER)} ({','.join(CSV_HEADER)})")
     src_path = _image_path(cells[0], root, "source_image")
     trg_path = _image_path(cells[1], root, "target_image")
     category = _class_name(cells[2].strip())
-    src_kps, src_vis = _keypoints(cells[3], cells[4], ("XA", "YA"))
-    trg_kps, trg_vis = _keypoints(cells[5], cells[6], ("XB", "YB"))
+    src_kps, src_vis = _keypoints(cells[3], cells[4], ("XA", "YA"), listed_visible)
+    trg_kps, trg_vis = _keypoints(cells[5], cells[6], ("XB", "YB"), listed_visible)
     if len(src_kps) != len(trg_kps):
         raise _RowError(f"{len(src_kps)} source keypoints (XA/YA) but {len(trg_kps)} target keypoints (XB/YB)")
     src_size, trg_size = _image_size(src_path, sizes, hint), _image_size(trg_path, sizes, hint)
@@ -135,10 +140,12 @@ def _read_row(cells: list[str], number: int, root: Path, sizes: dict[Path, tuple
     )
 
 
-def load_pfpascal(root: str | Path, split: str = "test") -> list[Pair]:
+def load_pfpascal(root: str | Path, split: str = "test", listed_visible: bool = False) -> list[Pair]:
     """All pairs of ``<root>/<split>_pairs_pf_pascal.csv`` in file order (PROTOCOL §7.2).
 
     ``root`` is the ``PF-dataset-PASCAL`` folder; the reference uses every pair (299 for test).
+    ``listed_visible`` counts every listed entry as visible, (−1, −1) included, as the reference
+    does (AMBIG-23); by default a (−1, −1) entry is an absent keypoint.
     Image sizes are read from the image files. See the module docstring for the row format and
     the reject-on-first-error policy.
     """
@@ -166,7 +173,7 @@ def load_pfpascal(root: str | Path, split: str = "test") -> list[Pair]:
                 if reader.line_num == 1 and tuple(cell.strip() for cell in cells) == CSV_HEADER:
                     continue
                 try:
-                    pairs.append(_read_row(cells, len(pairs) + 1, root, sizes, hint))
+                    pairs.append(_read_row(cells, len(pairs) + 1, root, sizes, hint, listed_visible))
                 except _RowError as error:
                     raise DatasetError(f"{csv_path}, row {reader.line_num}: {error}") from error
     except (csv.Error, UnicodeDecodeError, OSError) as error:

@@ -157,23 +157,25 @@ def read_sample(sample: TSSSample) -> TSSData:
 
 
 def flow_from_nn(nn_index: np.ndarray, grid: int, *, true_division: bool = False) -> np.ndarray:
-    """(G, G, 2) flow in cells from each target cell's nearest source cell (PROTOCOL §8).
+    """(G, G, 2) float32 flow in cells from each target cell's nearest source cell (PROTOCOL §8).
 
-    ``nn_index[t]`` is the row-major source index 60·r_s + c_s matched to target cell t =
-    60·r_t + c_t; the flow at (r_t, c_t) is (c_s − c_t, r_s − r_t).
+    ``nn_index[t]`` is the row-major source index G·r_s + c_s matched to target cell t =
+    G·r_t + c_t; the flow at (r_t, c_t) is (c_s − c_t, r_s − r_t) with the integer source row
+    r_s = index // G (the flow the code intends; the ``paper`` form).
 
-    ``true_division=True`` replicates the reference as run under torch ≥ 1.8 (its README pins
-    1.13.1): ``torch.div(indices, W)`` is a true division there, so its source row is the float
-    index / G = r_s + c_s / G, biasing the vertical flow by c_s / G cells.
+    ``true_division=True`` computes what the released ``pck_tss.py`` computes under the torch it
+    pins (1.13.1; any torch ≥ 1.8): ``torch.div(indices, W)`` is a true division, so its source
+    row is the float32 quotient index / G = r_s + c_s / G, and the flow is formed in float32 as
+    there: float32(index / G) − float32(r_t) (the ``reference`` form, AMBIG-11).
     """
     nn = np.asarray(nn_index).reshape(-1)
     if nn.size != grid * grid or nn.min() < 0 or nn.max() >= grid * grid:
         raise ConfigError(f"nn_index must hold {grid}×{grid} source indices in [0, {grid * grid}), "
                           f"got {nn.size} values in [{nn.min()}, {nn.max()}]")
-    rows, cols = np.divmod(np.arange(grid * grid), grid)
-    src_rows = nn / grid if true_division else nn // grid
-    flow = np.stack([nn % grid - cols, src_rows - rows], axis=-1)
-    return flow.reshape(grid, grid, 2).astype(np.float32)
+    rows, cols = (part.astype(np.float32) for part in np.divmod(np.arange(grid * grid), grid))
+    src_rows = nn.astype(np.float32) / np.float32(grid) if true_division else (nn // grid).astype(np.float32)
+    flow = np.stack([(nn % grid).astype(np.float32) - cols, src_rows - rows], axis=-1)
+    return flow.reshape(grid, grid, 2)
 
 
 def dense_flow_to_image(flow_cells: np.ndarray, padded_hw: tuple[int, int]) -> np.ndarray:
