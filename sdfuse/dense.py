@@ -4,7 +4,8 @@ Each pair folder is evaluated in both directions. The two images are padded righ
 common size; the padded images are written once per folder under the run's derived-image cache
 so that features are cached per image like everywhere else. Every target cell is matched to a
 source cell; the cell flow is upsampled to pixels and PCK counts valid target pixels whose
-end-point error is ≤ α · max(H, W) of the unpadded source.
+end-point error is ≤ α · max(H, W) of the unpadded source. (The released script scales the cell
+flow by L/60, its G hard-coded; here by L/G, the same at the paper's G = 60.)
 
 Three forms are computed (AMBIG-11), all from one nearest-neighbour search per descriptor and metric:
 

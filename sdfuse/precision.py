@@ -39,8 +39,8 @@ def compare_records(reference: pd.DataFrame, candidate: pd.DataFrame, alphas=SPA
         raise ValueError("the two evaluations do not cover the same keypoints")
     out = {}
     for method, rows in merged.groupby("method", sort=False):
-        ref = pck_table(reference[reference["method"] == method], alphas)
-        cand = pck_table(candidate[candidate["method"] == method], alphas)
+        ref = pck_table(reference[reference["method"] == method], alphas, resamples=0)
+        cand = pck_table(candidate[candidate["method"] == method], alphas, resamples=0)
         ref, cand = ref[ref["category"] == "all"], cand[cand["category"] == "all"]
         both = ref.merge(cand, on=["alpha", "aggregate"], suffixes=("_ref", "_cand"))
         pck = [{"alpha": float(r.alpha), "aggregate": r.aggregate, "reference": float(r.value_ref),

@@ -171,13 +171,15 @@ def category_view(table: pd.DataFrame, setting: str) -> pd.DataFrame:
 
 
 def glue_headlines(comparison: pd.DataFrame, prefix: str, setting: str) -> None:
-    """Glue reproduced and paper PCK of one setting for the book's summary pages (myst-nb)."""
+    """Glue reproduced PCK (with its interval) and paper PCK of one setting for the book's summary pages (myst-nb)."""
     from myst_nb import glue
 
     for _, row in comparison[comparison["setting"] == setting].iterrows():
         key = f"{prefix}_{row['method'].lower()}_pck{int(round(row['alpha'] * 100)):02d}"
         glue(key, float(row["reproduced"]), display=False)
         glue(f"{key}_paper", float(row["paper"]), display=False)
+        glue(f"{key}_ci_low", float(row["ci_low"]), display=False)
+        glue(f"{key}_ci_high", float(row["ci_high"]), display=False)
 
 
 def provenance_view(run: Run) -> pd.DataFrame:
