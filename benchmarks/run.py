@@ -24,11 +24,11 @@ from .common import CpuShare, machine, now_utc, pin_threads, process_peak_rss_gi
 
 SCHEMA = "sdfuse-benchmark/2"
 SECTIONS = ("backbone_passes", "extraction_cost", "matching_cost", "smoke_tables", "cache_bytes", "precision_parity",
-            "smoke_end_to_end", "cache_verification")
+            "smoke_end_to_end", "cache_verification", "bootstrap_cost")
 MODES = {
     "quick": {"backbone_passes", "matching_cost", "smoke_tables", "cache_bytes", "precision_parity"},
     "default": {"backbone_passes", "matching_cost", "smoke_tables", "cache_bytes", "precision_parity",
-                "extraction_cost", "cache_verification"},
+                "extraction_cost", "cache_verification", "bootstrap_cost"},
     "full": set(SECTIONS),
 }
 REPS = {"quick": 5, "default": 7, "full": 9}
@@ -62,6 +62,9 @@ def _section(name: str, mode: str, workdir: Path):
     if name == "cache_verification":
         from . import cache_verify
         return cache_verify.run(reps=5 if mode == "full" else 3)
+    if name == "bootstrap_cost":
+        from . import bootstrap_cost
+        return bootstrap_cost.run(reps=5 if mode == "full" else 3)
     raise ValueError(name)
 
 
@@ -178,6 +181,12 @@ def summarize(sections: dict) -> list[dict]:
     add("cache_verify_overhead_fraction", "Cache-entry verification on read (digests, shapes, finiteness) ÷ the rest of "
         "a warm pair at G=60, all 4 entries (≈ 37 MB per image) read from disk", cv,
         _get(sections, cv, "overhead_fraction"), "fraction", "<= 0.05", _get(sections, cv, "target_met"))
+
+    bc = "bootstrap_cost"
+    for scope, label in (("sample_20_per_category", "the supplement's 20 pairs per category"),
+                         ("all_test_pairs", "all 12,234 SPair-71k test pairs")):
+        add(f"bootstrap_s_per_table_{scope}", f"Bootstrap intervals (1,000 resamples) per 14-row table, {label}", bc,
+            _get(sections, bc, scope, "bootstrap_s_per_table"), "s")
 
     e2 = "smoke_end_to_end"
     add("smoke_reproduce_cold_s", "sdfuse reproduce --profile smoke, cold (builds assets, extracts)", e2,
