@@ -25,8 +25,10 @@ import torch
 
 from .datasets.synthetic import REAL_SIZE_SCALE, make_spair_like
 from .datasets.synthetic_formats import make_cub_like, make_pfpascal_like, make_tss_like
+from .errors import ConfigError
 from .features.architectures import (SD15_SCHEDULER, SD15_TEXT_ENCODER, SD15_UNET, SD15_VAE, SMOKE_DINO,
                                      SMOKE_TEXT_ENCODER, SMOKE_UNET, SMOKE_VAE)
+from .storage import process_umask
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +114,21 @@ def ensure_assets(profile: str, root: str | os.PathLike) -> Path:
     """Build ``profile``'s models and fixture datasets under ``root`` once; returns ``root``.
 
     Building happens in a temporary sibling folder that is renamed into place, so an interrupted
-    build never leaves a half-made folder behind.
+    build never leaves a half-made folder behind; the folder gets the permissions of the umask.
     """
     spec = ASSETS[profile]
     root = Path(root).expanduser()
     stamp = root / "VERSION"
     if stamp.is_file() and stamp.read_text().strip() == spec.version:
         return root
+    if root.is_dir() and not stamp.is_file() and any(root.iterdir()):
+        raise ConfigError(f"{root} holds other files and no {profile} assets; building them would replace the "
+                          f"folder: choose an empty or new folder")
     log.warning("building the %s profile's models and data in %s (once%s)", profile, root,
                 ": about a minute and 4.6 GB" if profile == "rehearsal" else "")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}-"))
+    tmp.chmod(0o777 & ~process_umask())                            # mkdtemp made it 0700: shared homes need the umask's
     try:
         make_sd(tmp / "models" / "sd", spec)
         make_dino(tmp / "models" / "dino", spec)

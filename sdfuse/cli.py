@@ -3,17 +3,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
-from .errors import SdfuseError
+from .errors import SdfuseError, Terminated
+
+RESUME = ("finished feature-cache entries, results files and pages are complete (they are written atomically); "
+          "run the same command again to resume")
 
 
 def cmd_reproduce(args) -> int:
     from .parameters import parse_assignments
-    from .runner import plan, reproduce
+    from .runner import book_root, plan, reproduce
 
-    only = [name.strip() for name in args.only.split(",")] if args.only else None
+    only = [name.strip() for name in args.only.split(",")] if args.only is not None else None
     parameters = parse_assignments(args.param)
+    book_root(args.root)
     if args.dry_run:
         for stem, params in plan(args.profile, only=only, parameters=parameters).items():
             print(f"would run {stem}" + "".join(f" -p {key}={value!r}" for key, value in params.items()))
@@ -57,9 +63,10 @@ def cmd_extract(args) -> int:
 
 def cmd_make_assets(args) -> int:
     from .assets import ensure_assets
+    from .parameters import ROOT_OPTION
     from .profiles import sdfuse_home
 
-    root = ensure_assets(args.profile, args.root or sdfuse_home() / args.profile)
+    root = ensure_assets(args.profile, ROOT_OPTION.check(args.root) if args.root else sdfuse_home() / args.profile)
     print(f"{args.profile} models and data in {root}")
     return 0
 
@@ -68,11 +75,13 @@ def _data_root(args) -> "Path":
     """``--root`` as a path, else the data home ($SDFUSE_DATA)."""
     from pathlib import Path
 
-    if args.root:
-        return Path(args.root).expanduser()
+    from .parameters import ROOT_OPTION
+
+    if args.root is not None:
+        return Path(ROOT_OPTION.check(args.root))
     from .profiles import data_home  # imports the model stack: only when needed
 
-    return data_home()
+    return Path(ROOT_OPTION.check(str(data_home())))
 
 
 def cmd_data_list(args) -> int:
@@ -94,9 +103,13 @@ def cmd_data_list(args) -> int:
 
 def cmd_data_fetch(args) -> int:
     from .datastore import fetch
+    from .manifests import load_manifest
+    from .parameters import MIRROR_OPTION
 
     root = _data_root(args)
-    for checked in fetch(args.name, root, mirror=args.mirror):
+    mirror = MIRROR_OPTION.check(args.mirror)
+    load_manifest(args.name)                                       # an unknown name: an error before anything is written
+    for checked in fetch(args.name, root, mirror=mirror):
         print(f"{checked.archive}: sha256 {checked.sha256} ({checked.trust})")
     print(f"{args.name} is ready under {root}; layout ok")
     return 0
@@ -119,10 +132,17 @@ def cmd_data_verify(args) -> int:
     return 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors read ``error: …`` as every other error, with the help command to type."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdfuse", description=__doc__)
+    parser = _Parser(prog="sdfuse", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     from .parameters import PROFILES
 
@@ -144,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     ext.set_defaults(func=cmd_extract)
 
     data = sub.add_parser("data", help="datasets and fixtures")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     for name, what in (("smoke", "tiny models"), ("rehearsal", "real-size random models (about 4.6 GB)")):
         make = data_sub.add_parser(f"make-{name}", help=f"write the {name} profile's {what} and synthetic data")
         make.add_argument("--root", help=f"target folder (default: $SDFUSE_HOME/{name})")
@@ -176,20 +196,32 @@ class _Formatter(logging.Formatter):
         return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
 
 
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; exit 2 with ``error: …`` for anything wrong it was given, 130 on Ctrl-C, 143 on SIGTERM."""
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(_Formatter())
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # unwinds as Ctrl-C does
     try:
         return args.func(args)
     except SdfuseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"terminated (SIGTERM): {RESUME}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("interrupted: finished feature-cache entries and results files are complete (they are written "
-              "atomically); run the same command again to resume", file=sys.stderr)
-        return 130
+        print(f"interrupted: {RESUME}", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

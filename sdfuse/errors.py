@@ -34,3 +34,8 @@ class UnsafeWeightsError(SdfuseError):
 
 class FeatureError(SdfuseError):
     """A backbone produced unusable features (NaN or infinite values); nothing was cached."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the ``sdfuse`` command's handler so that it unwinds as
+    Ctrl-C does: temporary files removed, the running notebook recorded as interrupted."""

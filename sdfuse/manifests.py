@@ -115,7 +115,7 @@ def display_path(name: str) -> str:
 def load_manifest(name: str) -> dict:
     """The manifest ``<name>.yaml`` as a dict, after the schema check."""
     path = manifest_path(name)
-    if not path.is_file():
+    if name not in manifest_names():                               # also refuses names that are paths ("../x")
         raise ManifestError(f"no manifest named {name!r} in {manifest_dir()}; known: {', '.join(manifest_names())} "
                             f"(see: sdfuse data list)")
     try:

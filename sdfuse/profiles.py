@@ -19,7 +19,7 @@ from .features.cache import CachedExtractor
 from .features.dino import DinoConfig, DinoFeatureExtractor
 from .features.sd import SDConfig, SDFeatureExtractor
 from .manifests import load_manifest
-from .parameters import PROFILES, RUN_PARAMETERS, check_values
+from .parameters import PROFILES, RUN_PARAMETERS, check_notebook_values, check_together, check_values
 
 
 def sdfuse_home() -> Path:
@@ -168,5 +168,14 @@ resolve.__doc__ += "\n    Run parameters:\n\n" + "\n".join(
 
 def from_notebook(namespace: dict, progress: bool = False) -> Run:
     """The :class:`Run` of a notebook: every run parameter read from its namespace (the generated
-    block of its parameters cell, as papermill left it)."""
-    return resolve(**{p.name: namespace[p.name] for p in RUN_PARAMETERS}, progress=progress)
+    block of its parameters cell, as papermill left it).
+
+    The notebook's own parameters (:data:`sdfuse.parameters.NOTEBOOK_PARAMETERS`) are checked too, with
+    what they need of the run (:func:`~sdfuse.parameters.check_together`), and written back to the
+    namespace converted (``-p cub_classes 1,2`` from papermill becomes ``[1, 2]``).
+    """
+    own = check_notebook_values(namespace)
+    run = resolve(**{p.name: namespace[p.name] for p in RUN_PARAMETERS}, progress=progress)
+    check_together({"dino_blocks": list(run.dino.blocks), **own}, run.grid)
+    namespace.update(own)
+    return run

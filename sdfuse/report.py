@@ -15,6 +15,7 @@ import pandas as pd
 
 from .profiles import Run
 from .provenance import collect
+from .status import TABLES
 
 PCK_ROUNDING = 0.05
 """Half a unit of the paper's last printed digit for PCK (one decimal): a paper value counts as
@@ -368,12 +369,43 @@ def _verdict_colour(verdict: str) -> str:
     return f"color: {colour}"
 
 
-def glue_status(status: pd.DataFrame) -> None:
-    """Glue the number of cells, and how many each profile reproduced, for the landing page."""
-    glue_value("status_cells", status[["table", "cell"]].drop_duplicates().shape[0])
-    for profile, group in status.groupby("profile"):
-        glue_value(f"status_{profile}_reproduced", int((group["verdict"] == "reproduced").sum()))
-        glue_value(f"status_{profile}_computed", int(group["reproduced"].notna().sum()))
+HEADLINE = {"sd": "2+5+8 · SD · PCK@0.10", "fuse": "2+5+8 · Fuse · PCK@0.10"}
+"""The landing page's headline cells (Table 1, default layers), glued as ``headline_<key>_pck10[_paper]``."""
+
+
+def glue_status(status: pd.DataFrame, profile: str) -> None:
+    """Glue, for the landing page, the number of cells, how many each profile reproduced, and the
+    headline cells of ``profile`` as text: the number, or "not available: <verdict>" when the status
+    does not show one (failed, interrupted, not run), so the landing page follows the same rule."""
+    glue_text("status_cells", f"{status[['table', 'cell']].drop_duplicates().shape[0]}")
+    for name, group in status.groupby("profile"):
+        glue_value(f"status_{name}_reproduced", int((group["verdict"] == "reproduced").sum()))
+        glue_value(f"status_{name}_computed", int(group["reproduced"].notna().sum()))
+    for key, cell in HEADLINE.items():
+        rows = status[(status["table"] == TABLES[0].title) & (status["cell"] == cell)]
+        paper_value = paper_cell(cell)
+        ours = rows[rows["profile"] == profile]
+        if ours.empty:
+            text = f"not available: no {profile} results"
+        elif pd.isna(ours["reproduced"].iloc[0]):
+            text = f"not available: {ours['verdict'].iloc[0]}"
+        else:
+            text = f"{ours['reproduced'].iloc[0]:.1f}"
+        glue_text(f"headline_{key}_pck10", text)
+        glue_text(f"headline_{key}_pck10_paper", f"{paper_value:.1f}")
+
+
+def paper_cell(cell: str) -> float:
+    """The paper's value of one Table 1 cell of the status table."""
+    cells = TABLES[0].paper_cells()
+    return float(cells.loc[cells["cell"] == cell, "value"].item())
+
+
+def glue_text(name: str, text: str) -> None:
+    """Glue one string for the book's pages (``{glue:text}`` shows it without quotes)."""
+    from myst_nb import glue
+
+    glue(name, str(text), display=False)
 
 
 def status_summary_view(status: pd.DataFrame):
@@ -392,25 +424,31 @@ def status_view(status: pd.DataFrame):
 
 
 def run_record_views(results_root: Path) -> None:
-    """Display, per profile, the notebooks of the last run and its provenance."""
+    """Display, per profile, how the last run of each notebook went and the provenance of the latest run."""
     from IPython.display import Markdown, display
 
+    from . import run_record
     from .status import profiles_present
 
     for profile in profiles_present(results_root):
-        path = Path(results_root) / profile / "runs.json"
-        if not path.is_file():
+        if not (Path(results_root) / profile / run_record.RECORD).is_file():
             continue
-        record = json.loads(path.read_text())
+        record = run_record.read(Path(results_root) / profile)
         display(Markdown(f"## Profile `{profile}`"))
-        notebooks = pd.DataFrame(record.pop("notebooks", []))
+        problem = record.pop("problem", None)
+        if problem:
+            display(Markdown(f"**Not shown**: {problem}"))
+        entries = [{**entry, "status": run_record.state(entry)} for entry in record.pop("notebooks", {}).values()]
+        notebooks = pd.DataFrame(entries, columns=["notebook", "status", "started_utc", "finished_utc", "wall_time_s",
+                                                   "error"])
         if not notebooks.empty:
             display(notebooks.set_index("notebook").style.format({"wall_time_s": "{:.1f}"}, na_rep="")
-                    .map(lambda s: "color: #cf222e; font-weight: bold" if s == "failed" else "", subset=["status"]))
+                    .map(lambda s: "" if s == "ok" else "color: #cf222e; font-weight: bold", subset=["status"]))
+        record.pop("schema", None)
         packages = record.pop("packages", {})
         manifests = record.pop("data_manifests_sha256", {})
         parameters = record.pop("parameters", {})
-        rows = [(k, v) for k, v in record.items()] + [(f"parameter {k}", v) for k, v in parameters.items()]
+        rows = [(f"latest run: {k}", v) for k, v in record.items()] + [(f"parameter {k}", v) for k, v in parameters.items()]
         rows += [(f"version of {k}", v) for k, v in packages.items()]
         rows += [(f"sha256 of data_manifests/{k}", v[:16] + "…") for k, v in manifests.items()]
         display(pd.DataFrame(rows, columns=["item", "value"]).set_index("item"))
@@ -420,6 +458,20 @@ def run_record_views(results_root: Path) -> None:
         display(Markdown(f"## Benchmark\n\n`{record.get('command', 'make bench')}`, {record.get('generated_at', '')}, "
                          f"mode {record.get('mode', '?')}, on {record.get('machine', {}).get('cpu', '?')}."))
         display(benchmark_table(benchmark))
+
+
+def glue_reliability(tests_dir: Path | None = None) -> None:
+    """Glue, per guarantee of the reliability page, how many tests check it (counted from the test files)."""
+    from .reliability import GUARANTEES, TESTS_DIR, count_tests
+
+    counts = count_tests(tests_dir or TESTS_DIR)
+    for guarantee in GUARANTEES:
+        if counts is None:
+            text = "not counted: this installation has no tests/ folder"
+        else:
+            tests, properties = counts[guarantee.key]
+            text = f"{tests} test functions" + (f", {properties} of them property-based" if properties else "")
+        glue_text(f"reliability_{guarantee.key}", text)
 
 
 def benchmark_table(path: Path) -> pd.DataFrame:

@@ -2,15 +2,17 @@
 
 It reads ``results/<profile>/*.csv`` and ``results/<profile>/runs.json`` for every profile folder
 present, so a paper-profile run made elsewhere and copied into ``results/paper/`` shows up without
-code changes. A table whose notebook failed in the last run is marked failed, never shown stale.
+code changes. A table whose notebook's last run failed, was interrupted or is still running is
+marked so, never shown stale (:mod:`sdfuse.run_record`); a missing results file is "not run", an
+unreadable one is named.
 
 The verdict of a paper-profile cell is *reproduced* when the paper's value lies inside the 95 %
 bootstrap interval (``ci_low``, ``ci_high``) stored beside the reproduced value, widened by half a
-unit of the paper's last printed digit (its rounding); *differs* otherwise (:func:`verdict`).
+unit of the paper's last printed digit (its rounding); *differs* otherwise (:func:`verdict`). Smoke
+and rehearsal cells (random weights) are never comparable.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import paper
+from . import paper, run_record
 
 
 @dataclass(frozen=True)
@@ -127,12 +129,29 @@ def profiles_present(results_root: Path) -> list[str]:
     return sorted(found, key=lambda name: (order.get(name, 2), name))
 
 
-def notebook_status(results_root: Path, profile: str) -> dict[str, str]:
-    """Last run's status per notebook stem for a profile ({} when no run record exists)."""
-    record = Path(results_root) / profile / "runs.json"
-    if not record.is_file():
-        return {}
-    return {run["notebook"]: run["status"] for run in json.loads(record.read_text()).get("notebooks", [])}
+NOT_CURRENT = {"failed": "failed in the last run (see its page)",
+               "interrupted": "failed in the last run: interrupted (see its page)",
+               "running": "not complete: its notebook is running now"}
+"""Verdict of every cell of a table whose notebook's last run did not complete (by run state)."""
+
+
+def not_shown(results_root: Path, profile: str, stem: str) -> str | None:
+    """Why the tables of notebook ``stem`` are not shown for ``profile`` (None: they are current): its
+    last run did not complete (:func:`sdfuse.run_record.state`), or the run record is unreadable."""
+    record = run_record.read(Path(results_root) / profile)
+    if record.get("problem"):
+        return f"not shown: {record['problem']}"
+    return NOT_CURRENT.get(run_record.state(record["notebooks"].get(stem)))
+
+
+def _read_cells(spec: TableSpec, path: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """A results file's cells, or why they cannot be read (None, None when the file is absent)."""
+    if not path.is_file():
+        return None, None
+    try:
+        return spec.result_cells(pd.read_csv(path)), None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, pd.errors.ParserError) as error:
+        return None, f"not shown: {path} is unreadable ({type(error).__name__}: {error}); run its notebook again"
 
 
 def verdict(smoke: bool, paper_value: float, low: float, high: float, rounding: float = 0.0) -> str:
@@ -153,15 +172,16 @@ def status_table(results_root: str | Path) -> pd.DataFrame:
     for spec in TABLES:
         cells = spec.paper_cells()
         for profile in profiles_present(results_root):
-            failed = notebook_status(results_root, profile).get(spec.notebook) == "failed"
-            path = results_root / profile / f"{spec.results}.csv"
-            ours = spec.result_cells(pd.read_csv(path)) if path.is_file() and not failed else None
-            found = ours.set_index("cell")[["value", "ci_low", "ci_high"]] if ours is not None else pd.DataFrame()
+            blocked = not_shown(results_root, profile, spec.notebook)
+            ours, unreadable = (None, None) if blocked else _read_cells(spec, results_root / profile / f"{spec.results}.csv")
+            found = (ours.set_index("cell").reindex(columns=["value", "ci_low", "ci_high"]) if ours is not None
+                     else pd.DataFrame(columns=["value", "ci_low", "ci_high"]))
             found = found[~found.index.duplicated(keep="last")]
             for cell, value in zip(cells["cell"], cells["value"]):
                 reproduced, low, high = found.loc[cell] if cell in found.index else (None, np.nan, np.nan)
-                if failed:
-                    verdict_text = "failed in the last run (see its page)"
+                reproduced = None if reproduced is None or pd.isna(reproduced) else float(reproduced)
+                if blocked or unreadable:
+                    verdict_text = blocked or unreadable
                 elif reproduced is None:
                     reason = next((why for key, why in spec.not_run.items() if cell.startswith(key)), None)
                     verdict_text = f"not run: {reason}" if reason else "not run"

@@ -6,7 +6,9 @@ folder, are fsync'ed, and the file is renamed over the destination, then the fol
 A reader therefore sees the previous complete file or the new complete file, never a prefix,
 even when the writer is SIGKILLed or the disk fills up halfway. A killed writer can leave its
 ``.part`` file behind; no reader looks at those names (they never end in the destination's
-suffix), and :func:`remove_stray_tmp` deletes the ones whose writer is gone.
+suffix), and :func:`remove_stray_tmp` deletes the ones whose writer is gone. The final file has the
+permissions of a file the process creates (``0o666`` less the umask), as ``open()`` would give it,
+so a cache shared between users works as their umask says.
 """
 from __future__ import annotations
 
@@ -73,11 +75,24 @@ def _existing(folder: Path) -> Path:
     return folder
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)                                         # elsewhere: read it by setting it back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, what: str = "file",
                  fix: str = "write somewhere else") -> Path:
     """Create or replace ``path`` atomically: ``write(tmp_name)`` fills a temporary file in the same folder.
 
-    The temporary file is fsync'ed and renamed over ``path``; on any failure (an exception, a
+    The temporary file gets the process umask's permissions, is fsync'ed and renamed over ``path``; on any failure (an exception, a
     full disk, Ctrl-C) it is removed and ``path`` keeps its previous content. ``OSError`` becomes
     :class:`~sdfuse.errors.StorageError` naming ``path`` (``what`` says what it is, ``fix`` what
     else the user can do).
@@ -90,6 +105,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, what:
         os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~process_umask())   # mkstemp made it 0600
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         tmp = None
@@ -121,6 +137,27 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def this_process() -> dict:
+    """This process as :func:`process_alive` takes it: its pid and a hash of its host name."""
+    return {"pid": os.getpid(), "host": _host_tag()}
+
+
+def process_alive(pid: int | None, host: str | None) -> bool:
+    """Whether process ``pid`` on ``host`` (:func:`this_process`) may still run: False only when it is
+    known to be gone (on this host, no such process; or no pid at all)."""
+    if not isinstance(pid, int):
+        return False
+    if host != _host_tag() or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _writer_gone(name: str, now: float, mtime: float) -> bool:
     """Whether the writer of temporary file ``name`` is gone: dead on this host, or the file is stale."""
     if now - mtime > STALE_AFTER_S:
@@ -128,16 +165,7 @@ def _writer_gone(name: str, now: float, mtime: float) -> bool:
     parts = name[len(TMP_PREFIX):].split("-")
     if len(parts) < 3 or not parts[0].isdigit() or parts[1] != _host_tag():
         return False
-    pid = int(parts[0])
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not process_alive(int(parts[0]), parts[1])
 
 
 def remove_stray_tmp(folder: str | os.PathLike, depth: int = 1) -> int:

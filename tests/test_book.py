@@ -39,7 +39,8 @@ def test_notebook_writes_the_14_row_table(book_root):
     provenance = json.loads((book_root / "results" / "smoke" / "table1.provenance.json").read_text())
     assert provenance["profile"] == "smoke" and provenance["grid"] == 12 and provenance["packages"]["torch"]
     runs = json.loads((book_root / "results" / "smoke" / "runs.json").read_text())
-    assert runs["notebooks"][0]["status"] == "ok" and runs["notebooks"][0]["wall_time_s"] > 0
+    table1 = runs["notebooks"]["01_unet_layers"]
+    assert table1["status"] == "ok" and table1["wall_time_s"] > 0 and table1["finished_utc"] >= table1["started_utc"]
     glue = _glue(book_root / "book" / "tables" / "01_unet_layers.ipynb")
     fuse = rows.query("setting == '2+5+8' and method == 'Fuse' and alpha == 0.1")["value"].item()
     assert float(glue["table1_fuse_pck10"]) == pytest.approx(fuse)
@@ -68,7 +69,15 @@ def test_book_builds_strictly_with_the_smoke_banner(book_root):
     page = (html / "book" / "tables" / "01_unet_layers.html").read_text()
     assert "PCK@0.10" in page and "62.2" in page
     intro = (html / "book" / "intro.html").read_text()
-    assert "Headline of this build" in intro and "62.2" in intro
+    table = pd.read_csv(book_root / "results" / "smoke" / "table1.csv")
+    fuse = table.query("setting == '2+5+8' and method == 'Fuse' and alpha == 0.1 and aggregate == 'category_mean' "
+                       "and category == 'all'")["value"].item()
+    assert "Headline of this build" in intro and f"Fuse {fuse:.1f} (paper 62.2)" in " ".join(intro.split())
+    reliability = " ".join((html / "book" / "reliability.html").read_text().split())
+    from sdfuse.reliability import GUARANTEES, count_tests
+
+    counts = count_tests()
+    assert all(f"{counts[g.key][0]} test functions" in reliability for g in GUARANTEES)
 
 
 def test_status_page_lists_every_cell(book_root):
@@ -86,31 +95,38 @@ def test_status_page_lists_every_cell(book_root):
     assert "01_unet_layers" in run_page and "CreativeML OpenRAIL-M" in run_page
 
 
-def test_a_failing_notebook_does_not_stop_the_others_and_shows_in_the_book(book_root, tmp_path):
+def test_a_failed_table_stays_failed_after_another_table_runs_and_the_book_builds(book_root, tmp_path):
+    """Table 1 fails (its dataset folder is empty), then Table 2 runs: the status, the landing page and
+    Table 1's page show no number of Table 1 until it runs again, and the book still builds strictly."""
     import shutil
     import subprocess
     import sys
 
     from sdfuse.runner import reproduce
+    from sdfuse.status import status_table
 
     copy = tmp_path / "book"
     shutil.copytree(book_root, copy, ignore=shutil.ignore_patterns("_build"))
-    runs = reproduce("smoke", only=["table8"], parameters={"cub_classes": [999]}, root=copy)
-    assert [(r.name, r.status) for r in runs] == [("table8", "failed"), ("status", "ok"), ("run", "ok")]
-    assert "CUB class 999" in runs[0].error and "in cell [" in runs[0].error
+    (tmp_path / "empty").mkdir()
+    runs = reproduce("smoke", only=["table1"], parameters={"data_root": str(tmp_path / "empty")}, root=copy)
+    assert [(r.name, r.status) for r in runs] == [("table1", "failed"), ("status", "ok"), ("run", "ok")]
+    assert "SPair-71k not found" in runs[0].error and "in cell [" in runs[0].error
+    runs = reproduce("smoke", only=["table2"], root=copy)
+    assert [(r.name, r.status) for r in runs] == [("table2", "ok"), ("status", "ok"), ("run", "ok")]
     build = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(copy), "-W", "-n",
                             "--keep-going"], capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stdout[-3000:]
-    html = copy / "_build" / "html" / "book" / "tables"
-    assert "An Exception was encountered" in (html / "08_cub200.html").read_text()
-    status_page = (html / "00_status.html").read_text()
-    assert "failed in the last run (see its page)" in status_page
-    from sdfuse.status import status_table
-
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    html = copy / "_build" / "html" / "book"
+    assert "An Exception was encountered" in (html / "tables" / "01_unet_layers.html").read_text()
+    assert "failed in the last run (see its page)" in (html / "tables" / "00_status.html").read_text()
+    intro = " ".join((html / "intro.html").read_text().split())
+    assert "SD not available: failed in the last run (see its page) (paper 53.4)" in intro
     status = status_table(copy / "results")
-    table8 = status[status["table"] == "Table 8: CUB-200"]
-    assert set(table8["verdict"]) == {"failed in the last run (see its page)"} and table8["reproduced"].isna().all()
-    assert (status[status["table"] == "Table 1: UNet layers"]["reproduced"].notna()).all()
+    table1 = status[status["table"] == "Table 1: UNet layers"]
+    assert set(table1["verdict"]) == {"failed in the last run (see its page)"} and table1["reproduced"].isna().all()
+    assert (copy / "results" / "smoke" / "table1.csv").is_file()      # the earlier run's file, not shown
+    assert status[status["table"] == "Table 8: CUB-200"]["reproduced"].notna().any()
+    assert status[status["table"] == "Table 2: reduction"]["reproduced"].notna().any()
 
 
 def test_run_page_reads_a_benchmark_result(tmp_path):
@@ -127,3 +143,33 @@ def test_run_page_reads_a_benchmark_result(tmp_path):
     table = benchmark_table(folder / "benchmark.json")
     assert table.loc["VAE decoder passes", "met"] == "met" and table.loc["Per-pair matching", "value"] == 0.43
     assert profiles_present(tmp_path) == []                     # a benchmark folder is not a profile
+
+
+def test_the_reliability_page_quotes_every_guarantee_and_every_reliability_test_file_is_counted():
+    import re
+
+    from sdfuse.reliability import GUARANTEES, TESTS_DIR
+
+    page = (Path(__file__).resolve().parents[1] / "book" / "reliability.md").read_text()
+    quoted = re.findall(r"tables/99_run\.ipynb::reliability_(\w+):s", page)
+    assert sorted(quoted) == sorted(g.key for g in GUARANTEES)
+    claimed = {name for g in GUARANTEES for name in g.tests}
+    assert {p.name for p in TESTS_DIR.glob("test_reliability_*.py")} <= claimed
+    assert all((TESTS_DIR / name).is_file() for name in claimed)
+
+
+def test_tests_are_counted_from_the_files(tmp_path, monkeypatch):
+    import sdfuse.reliability as reliability
+    from sdfuse.reliability import Guarantee, count_file, count_tests
+
+    (tmp_path / "test_a.py").write_text(
+        "import pytest\nfrom hypothesis import given, strategies as st\n\n"
+        "def helper():\n    pass\n\n"
+        "def test_one():\n    pass\n\n"
+        "@pytest.mark.parametrize('x', [1, 2])\ndef test_two(x):\n    pass\n\n"
+        "@given(st.integers())\ndef test_three(n):\n    pass\n\n"
+        "class TestGroup:\n    def test_four(self):\n        pass\n")
+    assert count_file(tmp_path / "test_a.py") == (4, 1)
+    assert count_tests(tmp_path / "nowhere") is None
+    monkeypatch.setattr(reliability, "GUARANTEES", (Guarantee("k", "K", ("test_a.py", "test_missing.py")),))
+    assert count_tests(tmp_path) == {"k": (4, 1)}

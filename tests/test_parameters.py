@@ -43,7 +43,7 @@ def test_the_generated_block_is_current(stem):
     """``python -m sdfuse.parameters`` was run after the last schema change."""
     cells = json.loads((NOTEBOOK_DIR / f"{stem}.ipynb").read_text())["cells"]
     source = "".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"])
-    assert source.startswith(parameters_block()) and source.count(GENERATED_END) == 1
+    assert source.startswith(parameters_block(stem)) and source.count(GENERATED_END) == 1
 
 
 def test_resolve_takes_every_run_parameter_to_the_run(smoke_root, tmp_path):

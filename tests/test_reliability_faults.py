@@ -119,5 +119,5 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_extract", interrupted)
     assert cli.main(["extract"]) == 130
     err = capsys.readouterr().err
-    assert err.startswith("interrupted: finished feature-cache entries and results files are complete")
+    assert err.startswith("interrupted: finished feature-cache entries, results files and pages are complete")
     assert "run the same command again to resume" in err

@@ -313,7 +313,7 @@ def no_model_loads(monkeypatch):
     (["dino_blocks=(12,)"], "DINOv2 block 12 requested but .* has 12 blocks"),
     (["dino_blocks=(-1,)"], "each of dino_blocks must be >= 0, got -1"),
     (["dtype='float8'"], "dtype must be one of"),
-    (["device='tpu'"], "device 'tpu' is not a torch device"),
+    (["device='tpu'"], "device must be cpu, cuda, cuda:N, mps or auto, got 'tpu'"),
     (["device='cuda:99'"], r"device='cuda:99' but torch sees \d+ CUDA GPU"),
     (["sd_conditioning='weird'"], r"sd_conditioning must be one of \['empty', 'implicit'\], got 'weird'"),
     (["sd_conditioning='implicit'"], "needs captioner_checkpoint"),

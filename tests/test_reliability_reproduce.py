@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
@@ -30,14 +31,18 @@ def _book_sources(root: Path) -> Path:
     return root
 
 
-def _saving_cell_running(executed: Path) -> bool:
-    """Whether papermill has marked the cell that computes and saves the table as running."""
-    try:
-        cells = json.loads(executed.read_text())["cells"]
-    except (OSError, ValueError, KeyError):                        # not written yet, or mid-write
-        return False
-    return any(cell.get("metadata", {}).get("papermill", {}).get("status") == "running"
-               and "save_results" in "".join(cell.get("source", "")) for cell in cells)
+def _saving_cell_running(tables: Path) -> bool:
+    """Whether papermill has marked the cell that computes and saves the table as running (in the
+    temporary copy it writes as it goes; the page itself is replaced only when the notebook ends)."""
+    for executed in tables.glob(".tmp-*.part"):
+        try:
+            cells = json.loads(executed.read_text())["cells"]
+        except (OSError, ValueError, KeyError):                    # not written yet, or mid-write
+            continue
+        if any(cell.get("metadata", {}).get("papermill", {}).get("status") == "running"
+               and "save_results" in "".join(cell.get("source", "")) for cell in cells):
+            return True
+    return False
 
 
 def _children(pid: int) -> list[int]:
@@ -78,9 +83,9 @@ def test_killed_reproduce_leaves_whole_csvs_and_a_rerun_is_byte_identical(built_
 
     proc = subprocess.Popen([SDFUSE, "reproduce", "--only", "table1", "--root", str(root)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    executed = root / "book" / "tables" / "01_unet_layers.ipynb"
+    tables = root / "book" / "tables"
     deadline = time.monotonic() + 180
-    while not _saving_cell_running(executed) and proc.poll() is None and time.monotonic() < deadline:
+    while not _saving_cell_running(tables) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, "reproduce ended before the kill point"
     time.sleep(0.1)                                                # mid-way through tables.table1(run)
@@ -93,12 +98,21 @@ def test_killed_reproduce_leaves_whole_csvs_and_a_rerun_is_byte_identical(built_
     after_kill = (results / "table1.csv").read_bytes()
     assert after_kill in (earlier, uninterrupted)                  # the previous complete file, or the new one
     assert [p.name for p in results.glob("*.csv")] == ["table1.csv"]  # a stray temporary file is never a .csv
+    page = nbformat.read(tables / "01_unet_layers.ipynb", as_version=4)  # valid, and says it is not complete
+    assert "did not complete: the run that rebuilds it started at" in page.cells[1].source
+    from sdfuse.status import status_table
+
+    status = status_table(root / "results")
+    assert set(status.loc[status["table"] == "Table 1: UNet layers", "verdict"]) == {
+        "failed in the last run: interrupted (see its page)"}      # the killed run's pid is gone
 
     rerun = subprocess.run([SDFUSE, "reproduce", "--only", "table1", "--root", str(root)],
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert (results / "table1.csv").read_bytes() == uninterrupted  # byte-identical to the uninterrupted run
     assert sorted(p.name for p in results.iterdir() if p.name.startswith(".tmp-")) == []
+    assert sorted(p.name for p in tables.iterdir()) == ["00_status.ipynb", "01_unet_layers.ipynb", "99_run.ipynb"]
+    assert "did not complete" not in nbformat.read(tables / "01_unet_layers.ipynb", as_version=4).cells[1].source
 
 
 @pytest.fixture
