@@ -120,7 +120,7 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, parameters:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise storage_error(error, folder / "x", "into the folder", "choose another --root") from error
+            raise storage_error(error, folder, "the folder", "choose another --root") from error
     remove_stray_tmp(out_dir, depth=0)                            # left by a killed earlier run
     run_record.update(results_dir, provenance=collect({"profile": profile,
                                                        "parameters": {"profile": profile, **(parameters or {})}}))
@@ -166,11 +166,12 @@ def _execute(name: str, stem: str, params: dict, out_dir: Path, results_dir: Pat
         _write_stub(page, stem, f"it failed before its cells ran: {message}", name, profile, glued)
     finally:
         wall = time.perf_counter() - start
+        message = None if message is None else message[:2000]
         run_record.update(results_dir, stem, status=status, finished_utc=run_record.now_utc(), wall_time_s=wall,
-                          error=None if message is None else message[:2000])
+                          error=message)
     if message is not None:
         log.info("%s failed: %s", stem, message)
-    return NotebookRun(name, stem, status, wall, None if message is None else message[:2000])
+    return NotebookRun(name, stem, status, wall, message)
 
 
 def _begin(name: str, stem: str, params: dict, page: Path, results_dir: Path, profile: str, glued: set[str]) -> None:
@@ -240,6 +241,7 @@ def _write_stub(page: Path, stem: str, why: str, name: str, profile: str, glued:
         f"```{{warning}}\nThis page's notebook did not complete: {why}. No number of an earlier run is shown "
         f"here, and the reproduction status marks its tables as not current. To fill this page, run "
         f"`{again}`.\n```")]
+
     def write(tmp: str) -> None:
         nbformat.write(notebook, tmp)
         _add_fallback_glue(tmp, glued, f"not available: {stem} did not complete")

@@ -9,6 +9,14 @@ import pytest
 from sdfuse.runner import NOTEBOOK_DIR, NOTEBOOKS
 
 
+def _text(page: Path) -> str:
+    """The visible text of a built HTML page, whitespace collapsed."""
+    import html
+    import re
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", page.read_text())).split())
+
+
 def _glue(notebook: Path) -> dict:
     """Glued values of an executed notebook (myst-nb stores them as display data with scrapbook metadata)."""
     values = {}
@@ -72,8 +80,8 @@ def test_book_builds_strictly_with_the_smoke_banner(book_root):
     table = pd.read_csv(book_root / "results" / "smoke" / "table1.csv")
     fuse = table.query("setting == '2+5+8' and method == 'Fuse' and alpha == 0.1 and aggregate == 'category_mean' "
                        "and category == 'all'")["value"].item()
-    assert "Headline of this build" in intro and f"Fuse {fuse:.1f} (paper 62.2)" in " ".join(intro.split())
-    reliability = " ".join((html / "book" / "reliability.html").read_text().split())
+    assert "Headline of this build" in intro and f"Fuse {fuse:.1f} (paper 62.2)" in _text(html / "book" / "intro.html")
+    reliability = _text(html / "book" / "reliability.html")
     from sdfuse.reliability import GUARANTEES, count_tests
 
     counts = count_tests()
@@ -119,7 +127,7 @@ def test_a_failed_table_stays_failed_after_another_table_runs_and_the_book_build
     html = copy / "_build" / "html" / "book"
     assert "An Exception was encountered" in (html / "tables" / "01_unet_layers.html").read_text()
     assert "failed in the last run (see its page)" in (html / "tables" / "00_status.html").read_text()
-    intro = " ".join((html / "intro.html").read_text().split())
+    intro = _text(html / "intro.html")
     assert "SD not available: failed in the last run (see its page) (paper 53.4)" in intro
     status = status_table(copy / "results")
     table1 = status[status["table"] == "Table 1: UNet layers"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -22,18 +21,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.test_reliability_reproduce import _book_sources, _children
+
 SDFUSE = str(Path(sys.executable).parent / "sdfuse")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -66,11 +56,7 @@ def _kernel_running_a_cell(tables: Path) -> bool:
 
 @pytest.mark.parametrize("how, code", [("ctrl-c", 130), ("sigterm", 143)])
 def test_reproduce_stops_quietly_on_ctrl_c_and_sigterm(how, code, smoke_root, tmp_path):
-    root = tmp_path / "book"
-    root.mkdir()
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, root / name)
-    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("tables"))
+    root = _book_sources(tmp_path / "book")
     results = root / "results" / "smoke"
     results.mkdir(parents=True)
     earlier = pd.DataFrame({"setting": ["2+5+8"], "method": ["SD"], "alpha": [0.1], "value": [1.5]})
