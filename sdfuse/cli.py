@@ -108,7 +108,7 @@ def cmd_data_fetch(args) -> int:
 
     root = _data_root(args)
     mirror = MIRROR_OPTION.check(args.mirror)
-    load_manifest(args.name)                                       # an unknown name: an error before anything is written
+    load_manifest(args.name)                                       # an unknown name fails before any write
     for checked in fetch(args.name, root, mirror=mirror):
         print(f"{checked.archive}: sha256 {checked.sha256} ({checked.trust})")
     print(f"{args.name} is ready under {root}; layout ok")

@@ -448,7 +448,8 @@ def run_record_views(results_root: Path) -> None:
         packages = record.pop("packages", {})
         manifests = record.pop("data_manifests_sha256", {})
         parameters = record.pop("parameters", {})
-        rows = [(f"latest run: {k}", v) for k, v in record.items()] + [(f"parameter {k}", v) for k, v in parameters.items()]
+        rows = [(f"latest run: {k}", v) for k, v in record.items()]
+        rows += [(f"parameter {k}", v) for k, v in parameters.items()]
         rows += [(f"version of {k}", v) for k, v in packages.items()]
         rows += [(f"sha256 of data_manifests/{k}", v[:16] + "…") for k, v in manifests.items()]
         display(pd.DataFrame(rows, columns=["item", "value"]).set_index("item"))

@@ -77,7 +77,7 @@ def plan(profile: str = "smoke", only: list[str] | None = None,
     declared = {stem: notebook_parameters(stem) for stem in selected}
     user = dict(parameters or {})
     if "profile" in user:
-        raise ConfigError("give the profile as the profile argument (--profile on the command line), not as a parameter")
+        raise ConfigError("give the profile as the profile argument (--profile), not as a parameter")
     stray = sorted(set(user) - set().union(*declared.values()))
     if stray:
         raise ConfigError(f"no selected notebook has parameter(s) {stray}; they take "
@@ -89,7 +89,8 @@ def plan(profile: str = "smoke", only: list[str] | None = None,
         if stem in NOTEBOOKS.values():
             defaults = {p.name: p.default for p in NOTEBOOK_PARAMETERS.get(stem, ())}
             check_together({**run_values, **defaults, **{k: v for k, v in own.items() if k in defaults}}, grid)
-    common = {k: list(v) if isinstance(v, tuple) else v for k, v in {**run_values, **own}.items()}  # papermill writes lists, not tuples
+    common = {k: list(v) if isinstance(v, tuple) else v                  # papermill writes lists, not tuples
+              for k, v in {**run_values, **own}.items()}
     return {stem: {k: v for k, v in common.items() if k in declared[stem]} for stem in selected}
 
 

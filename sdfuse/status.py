@@ -173,9 +173,10 @@ def status_table(results_root: str | Path) -> pd.DataFrame:
         cells = spec.paper_cells()
         for profile in profiles_present(results_root):
             blocked = not_shown(results_root, profile, spec.notebook)
-            ours, unreadable = (None, None) if blocked else _read_cells(spec, results_root / profile / f"{spec.results}.csv")
-            found = (ours.set_index("cell").reindex(columns=["value", "ci_low", "ci_high"]) if ours is not None
-                     else pd.DataFrame(columns=["value", "ci_low", "ci_high"]))
+            path = results_root / profile / f"{spec.results}.csv"
+            ours, unreadable = (None, None) if blocked else _read_cells(spec, path)
+            columns = ["value", "ci_low", "ci_high"]
+            found = ours.set_index("cell").reindex(columns=columns) if ours is not None else pd.DataFrame(columns=columns)
             found = found[~found.index.duplicated(keep="last")]
             for cell, value in zip(cells["cell"], cells["value"]):
                 reproduced, low, high = found.loc[cell] if cell in found.index else (None, np.nan, np.nan)

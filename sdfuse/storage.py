@@ -92,10 +92,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, what:
                  fix: str = "write somewhere else") -> Path:
     """Create or replace ``path`` atomically: ``write(tmp_name)`` fills a temporary file in the same folder.
 
-    The temporary file gets the process umask's permissions, is fsync'ed and renamed over ``path``; on any failure (an exception, a
-    full disk, Ctrl-C) it is removed and ``path`` keeps its previous content. ``OSError`` becomes
-    :class:`~sdfuse.errors.StorageError` naming ``path`` (``what`` says what it is, ``fix`` what
-    else the user can do).
+    The temporary file gets the permissions of the process umask, is fsync'ed and renamed over
+    ``path``; on any failure (an exception, a full disk, Ctrl-C) it is removed and ``path`` keeps its
+    previous content. ``OSError`` becomes :class:`~sdfuse.errors.StorageError` naming ``path``
+    (``what`` says what it is, ``fix`` what else the user can do).
     """
     path = Path(path)
     tmp = None

@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -133,9 +134,8 @@ def wrong_values(p: Parameter, places) -> st.SearchStrategy[str]:
                                .map(_number_text))
         return st.one_of(options)
     if p.kind in ("ints", "floats"):
-        element = wrong_values(Parameter(p.name, p.kind[:-1], None, "", minimum=p.minimum, maximum=p.maximum,
-                                         exclusive_minimum=p.exclusive_minimum, multiple_of=p.multiple_of, odd=p.odd),
-                               places).filter(lambda t: t not in ("", "[", "'", "None)", "[1]", "(1,)", "[[1]]"))
+        element = wrong_values(replace(p, kind=p.kind[:-1], default=None), places).filter(
+            lambda t: t not in ("", "[", "'", "None)", "[1]", "(1,)", "[[1]]"))  # right inside a list, or unparsable
         valid = p.default[0]
         options = [st.sampled_from(["[]", "()", f"[{valid}, {valid}]", "['a']", "[None]", "[[1]]"]),
                    element.map(lambda t: f"[{valid}, {t}]" if t.strip() else "[]")]

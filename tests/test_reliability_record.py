@@ -86,6 +86,13 @@ def _glued(notebook) -> dict[str, str]:
             if cell.cell_type == "code" for o in cell.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
 
 
+def _quoted(stem: str) -> set[str]:
+    """The glue keys the landing page takes from notebook ``stem``."""
+    keys = set(re.findall(rf"tables/{stem}\.ipynb::(\w+)", (ROOT / "book" / "intro.md").read_text()))
+    assert keys
+    return keys
+
+
 def test_a_failed_table_stays_failed_after_a_run_of_another_table_until_it_succeeds(fake, tmp_path):
     root = _book(tmp_path)
     fake.offset = 1.0
@@ -181,8 +188,7 @@ def test_an_interrupted_run_leaves_pages_that_say_so_and_the_landing_page_builds
     assert not any("executed with offset" in cell.source for cell in page.cells)   # nothing of the earlier run
     status = _page(root, "00_status")                                              # not rebuilt by this run
     assert "did not complete: the run that rebuilds it started at" in status.cells[1].source
-    quoted = set(re.findall(r"tables/00_status\.ipynb::(\w+)", (ROOT / "book" / "intro.md").read_text()))
-    assert quoted and set(_glued(status)) == quoted                 # every value the landing page quotes
+    assert set(_glued(status)) == _quoted("00_status")             # every value the landing page quotes
     assert all("not available" in value for value in _glued(status).values())
     assert set(_cells(root, TABLE1)["verdict"]) == {"failed in the last run: interrupted (see its page)"}
     assert sorted(p.name for p in (root / "book" / "tables").iterdir()) == [
@@ -196,6 +202,7 @@ def test_a_failing_cell_keeps_the_executed_notebook_with_the_values_it_could_not
     assert [r.status for r in runs] == ["ok", "failed", "ok"]
     page = _page(root, "00_status")
     assert any("executed with offset" in cell.source for cell in page.cells)
+    assert set(_glued(page)) == _quoted("00_status")
     assert all(value == repr("not available: 00_status failed in the last run") for value in _glued(page).values())
 
 
@@ -206,7 +213,8 @@ def test_a_full_disk_while_writing_a_page_leaves_a_valid_page_and_no_partial_fil
     runs = reproduce("smoke", only=["table1"], root=root)
     assert runs[0].status == "failed" and runs[0].error.startswith("StorageError: the disk is full: could not write "
                                                                    "the executed notebook")
-    assert "did not complete: it failed before its cells ran: StorageError" in _page(root, "01_unet_layers").cells[1].source
+    page = _page(root, "01_unet_layers")
+    assert "did not complete: it failed before its cells ran: StorageError" in page.cells[1].source
     assert sorted(p.name for p in (root / "book" / "tables").iterdir()) == [
         "00_status.ipynb", "01_unet_layers.ipynb", "99_run.ipynb"]
     assert set(_cells(root, TABLE1)["verdict"]) == {FAILED}

@@ -48,7 +48,8 @@ def _kernel_running_a_cell(tables: Path) -> bool:
             cells = json.loads(tmp.read_text())["cells"]
         except (OSError, ValueError, KeyError):
             continue
-        running = [i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("status") == "running"]
+        running = [i for i, cell in enumerate(cells)
+                   if cell.get("metadata", {}).get("papermill", {}).get("status") == "running"]
         if running and running[0] >= 3:
             return True
     return False
