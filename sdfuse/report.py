@@ -455,7 +455,11 @@ def run_record_views(results_root: Path) -> None:
         display(pd.DataFrame(rows, columns=["item", "value"]).set_index("item"))
     benchmark = Path(results_root) / "benchmark" / "benchmark.json"
     if benchmark.is_file():
-        record = json.loads(benchmark.read_text())
+        try:
+            record = json.loads(benchmark.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            display(Markdown(f"## Benchmark\n\nNot shown: {benchmark} is unreadable ({error}); run `make bench` again."))
+            return
         display(Markdown(f"## Benchmark\n\n`{record.get('command', 'make bench')}`, {record.get('generated_at', '')}, "
                          f"mode {record.get('mode', '?')}, on {record.get('machine', {}).get('cpu', '?')}."))
         display(benchmark_table(benchmark))

@@ -249,3 +249,18 @@ def test_the_landing_page_headline_follows_the_status(monkeypatch):
                      "headline_fuse_pck10": f"not available: {FAILED}", "headline_fuse_pck10_paper": "62.2"}
     report.glue_status(rows, "smoke")
     assert glued["headline_sd_pck10"] == glued["headline_fuse_pck10"] == "not available: no smoke results"
+
+
+def test_the_run_page_names_an_unreadable_run_record_and_benchmark(tmp_path, monkeypatch):
+    import IPython.display
+
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "runs.json").write_text('{"notebooks": [')
+    (tmp_path / "benchmark").mkdir()
+    (tmp_path / "benchmark" / "benchmark.json").write_text('{"summary": [')   # cut short
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    report.run_record_views(tmp_path)
+    texts = [getattr(item, "data", "") for item in shown]
+    assert any(f"Not shown**: {tmp_path / 'smoke' / 'runs.json'} is unreadable" in text for text in texts)
+    assert texts[-1].startswith(f"## Benchmark\n\nNot shown: {tmp_path / 'benchmark' / 'benchmark.json'} is unreadable")
