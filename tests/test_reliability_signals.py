@@ -42,8 +42,9 @@ def _wait_for(condition, proc, timeout: float = 240) -> None:
 
 
 def _kernel_running_a_cell(tables: Path) -> bool:
-    """Whether papermill's temporary copy of the Table 1 notebook shows a code cell running after the first."""
-    for tmp in tables.glob(".tmp-*.part"):
+    """Whether papermill's copy of the Table 1 notebook (temporary, or the page) shows a code cell after
+    the parameters running."""
+    for tmp in [*tables.glob(".tmp-*.part"), tables / "01_unet_layers.ipynb"]:
         try:
             cells = json.loads(tmp.read_text())["cells"]
         except (OSError, ValueError, KeyError):
