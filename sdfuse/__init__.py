@@ -1,5 +1,11 @@
 """sdfuse: Stable Diffusion + DINOv2 features for zero-shot semantic correspondence, reproduced.
 
+Your own images, in one call each (:mod:`sdfuse.api`; imported on first use, so ``import sdfuse``
+stays cheap):
+
+- ``sdfuse.match(a, b, points, **run_options)``: where the (x, y) points of image a land in image b
+- ``sdfuse.describe(image, **run_options)``: the fused G×G×D descriptor map of one image
+
 The public API, module by module (each function cites the PROTOCOL section it follows):
 
 - :mod:`sdfuse.geometry`: ``resize_pad``, ``map_keypoints``, ``pixel_to_patch``, ``patch_to_pixel``
@@ -16,3 +22,17 @@ The public API, module by module (each function cites the PROTOCOL section it fo
 """
 
 __version__ = "0.1.0"
+__all__ = ["match", "describe", "__version__"]
+_LAZY = {"match", "describe"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'sdfuse' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

@@ -132,6 +132,30 @@ def cmd_data_verify(args) -> int:
     return 1
 
 
+def cmd_match(args) -> int:
+    import json
+
+    from .api import correspondence, grid_points, parse_points, smoke_hint
+    from .viz import picture_format, save_picture
+
+    picture_format(args.out)
+    pair = correspondence(args.a, args.b, alpha=args.alpha, profile=args.profile, **_parse_params(args.param))
+    points = parse_points(args.points) if args.points is not None else grid_points(pair.pair.src_size)
+    with smoke_hint(f"sdfuse match {args.a} {args.b} --profile smoke"):
+        predicted = pair.points(points)
+        picture = pair.picture(points, predicted, dense=args.dense)
+    save_picture(picture, args.out)
+    record = pair.record(points, predicted, picture=args.out)
+    if args.json:
+        print(json.dumps(record, indent=1))
+    else:
+        print("a_x,a_y,b_x,b_y")
+        for point in record["points"]:
+            print(",".join(f"{v:.2f}" for v in point["a"] + point["b"]))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors read ``error: …`` as every other error, with the help command to type."""
 
@@ -162,6 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run parameter, e.g. -p data_root=/data/SPair-71k -p device=cuda")
     ext.add_argument("--dry-run", action="store_true", help="check the parameters without extracting")
     ext.set_defaults(func=cmd_extract)
+
+    mat = sub.add_parser("match", help="where points of image A land in image B, printed and drawn",
+                         description="Match points of image A in image B with the paper's fused SD + DINOv2 "
+                                     "features; prints A's points and B's predictions (pixels), writes a picture.")
+    mat.add_argument("a", help="image A (the points are its pixels)")
+    mat.add_argument("b", help="image B")
+    mat.add_argument("--points", metavar='"X,Y;X,Y"', help="points of A in pixels, e.g. \"120,80;200,150\" "
+                                                          "(default: a 4×4 lattice over A)")
+    mat.add_argument("--dense", action="store_true", help="also draw every cell's match: the colour map and B "
+                                                          "rebuilt from A's patches (supp. Fig. 1)")
+    mat.add_argument("--alpha", type=float, default=0.5, help="fusion weight on SD, in [0, 1] (default 0.5)")
+    mat.add_argument("--profile", help="a profile of sdfuse.profiles.PROFILES (default: paper, the real weights; "
+                                       "smoke: tiny random models to try the command)")
+    mat.add_argument("--out", default="match.png", help="picture to write (default: match.png)")
+    mat.add_argument("--json", action="store_true", help="print JSON (images, settings, points) instead of CSV")
+    mat.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="profile override, e.g. -p device=cuda -p grid=60 -p sd_model=/path (repeatable)")
+    mat.set_defaults(func=cmd_match)
 
     data = sub.add_parser("data", help="datasets and fixtures")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
