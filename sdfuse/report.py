@@ -36,13 +36,14 @@ def quiet_libraries() -> None:
     logging.getLogger("sdfuse").setLevel(logging.WARNING)
 
 
-def banner_html(run: Run) -> str:
-    """An admonition saying which profile produced the numbers on the page."""
+def banner_html(run: Run, inputs: str | None = None) -> str:
+    """An admonition saying which profile produced the numbers on the page; ``inputs``: what the page ran
+    on, when not the profile's dataset (e.g. "two photographs that matplotlib ships")."""
     if run.is_smoke:
         return ('<div class="admonition warning sdfuse-smoke-banner"><p class="admonition-title">'
                 'Smoke profile: these numbers are NOT the paper\'s</p><p>They come from tiny randomly '
-                'initialised models (SD v1.5 and DINOv2 module structure, toy widths) on a synthetic '
-                f'SPair-71k-format dataset at G = {run.grid}. They check that the whole pipeline runs; they '
+                'initialised models (SD v1.5 and DINOv2 module structure, toy widths) on '
+                f'{inputs or "a synthetic SPair-71k-format dataset"} at G = {run.grid}. They check that the whole pipeline runs; they '
                 'say nothing about the method. Run the <code>paper</code> profile on a GPU for real numbers.</p></div>')
     if run.is_rehearsal:
         return ('<div class="admonition warning sdfuse-rehearsal-banner"><p class="admonition-title">Rehearsal '
@@ -51,14 +52,14 @@ def banner_html(run: Run) -> str:
                 f'layouts, at the paper\'s settings (G = {run.grid}, {run.sd.dtype} on {run.sd.device}) on synthetic '
                 'data at real image sizes. The numbers mean nothing; shapes, memory and time are real.</p></div>')
     return ('<div class="admonition note"><p class="admonition-title">Paper profile</p><p>SD v1.5 and DINOv2 '
-            f'ViT-B/14 with real weights on the real dataset, G = {run.grid}, {run.sd.dtype} on {run.sd.device}.</p></div>')
+            f'ViT-B/14 with real weights on {inputs or "the real dataset"}, G = {run.grid}, {run.sd.dtype} on {run.sd.device}.</p></div>')
 
 
-def banner(run: Run):
+def banner(run: Run, inputs: str | None = None):
     """The banner as a displayable HTML object."""
     from IPython.display import HTML
 
-    return HTML(banner_html(run))
+    return HTML(banner_html(run, inputs))
 
 
 def save_results(table: pd.DataFrame, run: Run, name: str) -> Path:

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = {"table1": "01_unet_layers", "table2": "02_reduction", "table3": "03_fusion_strategy",
              "alpha_sweep": "04_alpha_sweep", "table5": "05_dino_variants", "outcomes": "06_outcomes",
-             "table8": "08_cub200"}
-"""Table notebooks: short name (for ``--only``) → file stem in ``notebooks/``."""
+             "table8": "08_cub200", "match": "10_match_your_images"}
+"""Table notebooks and the "Match your own images" page: short name (for ``--only``) → file stem in ``notebooks/``."""
 SUMMARY_NOTEBOOKS = {"status": "00_status", "run": "99_run"}
 """Pages that read the results of the table notebooks; they run after them, on every reproduce."""
 OUTPUT_SUBDIR = Path("book") / "tables"
