@@ -24,7 +24,8 @@ from .common import CpuShare, machine, now_utc, pin_threads, process_peak_rss_gi
 
 SCHEMA = "sdfuse-benchmark/2"
 SECTIONS = ("backbone_passes", "extraction_cost", "matching_cost", "smoke_tables", "cache_bytes", "precision_parity",
-            "smoke_end_to_end", "cache_verification", "bootstrap_cost")
+            "smoke_end_to_end", "cache_verification", "bootstrap_cost",
+            "match_command")
 MODES = {
     "quick": {"backbone_passes", "matching_cost", "smoke_tables", "cache_bytes", "precision_parity"},
     "default": {"backbone_passes", "matching_cost", "smoke_tables", "cache_bytes", "precision_parity",
@@ -65,6 +66,9 @@ def _section(name: str, mode: str, workdir: Path):
     if name == "bootstrap_cost":
         from . import bootstrap_cost
         return bootstrap_cost.run(reps=5 if mode == "full" else 3)
+    if name == "match_command":
+        from . import match_command
+        return match_command.run(workdir / "match", repeats=3 if mode == "full" else 2)
     raise ValueError(name)
 
 
@@ -216,6 +220,12 @@ def summarize(sections: dict) -> list[dict]:
         _get(sections, rh, "peak_rss_gib"), "GiB")
     add("gpu_supplement_projection_fp32_min", f"whole supplement projected on {device}, float32", gpu,
         _get(sections, gpu, "supplement_projection_min", "float32"), "min")
+
+    mc2, profile = "match_command", _get(sections, "match_command", "profile")
+    add("match_first_s", f"sdfuse match at G=60 on the CPU, first call (extracts both images), {profile} profile",
+        mc2, _get(sections, mc2, "first", "wall_s"), "s", note=_get(sections, mc2, "note", default=""))
+    add("match_repeated_s", f"sdfuse match at G=60 on the CPU, repeated (features cached), {profile} profile", mc2,
+        _get(sections, mc2, "repeated", "wall_s"), "s")
     return rows
 
 
