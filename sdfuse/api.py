@@ -239,16 +239,17 @@ def match(a, b, points, *, alpha: float = 0.5, run: Run | None = None, profile: 
 
 def describe(image, *, alpha: float = 0.5, run: Run | None = None, profile: str | None = None,
              **run_options) -> np.ndarray:
-    """The fused descriptor map of one image, (G, G, D) float32, row-major cells; D = 3·pca_dim + DINOv2 width.
+    """The fused descriptor map of one image, (G, G, D) float32, row-major cells; D = 3·pca_dim + DINOv2 width
+    (1536 on the paper profile; less if a layer has fewer than pca_dim/2 tokens, as in the tables).
 
     The paper's co-PCA is pair-specific (PROTOCOL §3.1): one image has no partner. Here each SD
     layer is reduced by the PCA of the image alone, computed as the co-PCA of the image with itself
     (stacking the tokens twice keeps their mean and principal axes), so the rest is the tables' own
     code: assembly [8 | 5 | 2↑↑] (§3.1), DINOv2 block 11 (§4), fusion (α‖F_SD‖₂, (1 − α)‖F_DINO‖₂)
-    (§5.1). Components beyond the image's rank are zero (layer 2 has only (G/4)² tokens). The
-    reference has a per-image PCA only as an unused option (§3.4). The basis is the image's own, so
-    the SD halves of two images' maps are not comparable: to match two images use :func:`match`,
-    which runs the co-PCA on the pair.
+    (§5.1). Components beyond the image's rank are zero up to float rounding (layer 2 has only
+    (G/4)² tokens). The reference has a per-image PCA only as an unused option (§3.4). The basis is
+    the image's own, so the SD halves of two images' maps are not comparable: to match two images
+    use :func:`match`, which runs the co-PCA on the pair.
     """
     run = run_for(run, profile, **run_options)
     method = Method("Fuse", pca_dim=run.pca_dim, alpha=float(alpha))
