@@ -9,7 +9,6 @@ try them with tiny random models, or any other option of :func:`sdfuse.profiles.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 import os
 import re
@@ -38,19 +37,12 @@ GRID_POINTS = 4
 
 
 def run_for(run: Run | None = None, profile: str | None = None, **run_options) -> Run:
-    """``run`` itself, else :func:`~sdfuse.profiles.resolve` of ``profile`` (default :data:`DEFAULT_PROFILE`).
-
-    Unknown option names are rejected with the list of valid ones.
-    """
+    """``run`` itself, else :func:`~sdfuse.profiles.resolve` of ``profile`` (default :data:`DEFAULT_PROFILE`)
+    with the run parameters ``run_options`` (:data:`sdfuse.parameters.RUN_PARAMETERS`, checked there)."""
     if run is not None:
         if profile is not None or run_options:
             raise ConfigError("pass either run=... or profile/run options, not both")
         return run
-    allowed = set(inspect.signature(resolve).parameters) - {"profile"}
-    unknown = sorted(set(run_options) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown run option(s) {unknown}; choose from {sorted(allowed)} "
-                          f"(see help(sdfuse.profiles.resolve))")
     return resolve(profile or DEFAULT_PROFILE, **{"progress": False, **run_options})
 
 

@@ -136,10 +136,11 @@ def cmd_match(args) -> int:
     import json
 
     from .api import correspondence, grid_points, parse_points, smoke_hint
+    from .parameters import parse_assignments
     from .viz import picture_format, save_picture
 
     picture_format(args.out)
-    pair = correspondence(args.a, args.b, alpha=args.alpha, profile=args.profile, **_parse_params(args.param))
+    pair = correspondence(args.a, args.b, alpha=args.alpha, profile=args.profile, **parse_assignments(args.param))
     points = parse_points(args.points) if args.points is not None else grid_points(pair.pair.src_size)
     with smoke_hint(f"sdfuse match {args.a} {args.b} --profile smoke"):
         predicted = pair.points(points)
@@ -197,12 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--dense", action="store_true", help="also draw every cell's match: the colour map and B "
                                                           "rebuilt from A's patches (supp. Fig. 1)")
     mat.add_argument("--alpha", type=float, default=0.5, help="fusion weight on SD, in [0, 1] (default 0.5)")
-    mat.add_argument("--profile", help="a profile of sdfuse.profiles.PROFILES (default: paper, the real weights; "
-                                       "smoke: tiny random models to try the command)")
+    mat.add_argument("--profile", choices=list(PROFILES), help="paper (the real weights; the default), rehearsal "
+                                                               "or smoke (tiny random models, to try the command)")
     mat.add_argument("--out", default="match.png", help="picture to write (default: match.png)")
     mat.add_argument("--json", action="store_true", help="print JSON (images, settings, points) instead of CSV")
     mat.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="profile override, e.g. -p device=cuda -p grid=60 -p sd_model=/path (repeatable)")
+                     help="run parameter, e.g. -p device=cuda -p grid=60 -p sd_model=/path (repeatable)")
     mat.set_defaults(func=cmd_match)
 
     data = sub.add_parser("data", help="datasets and fixtures")

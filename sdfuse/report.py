@@ -49,8 +49,8 @@ def banner_html(run: Run, inputs: str | None = None) -> str:
         return ('<div class="admonition warning sdfuse-rehearsal-banner"><p class="admonition-title">Rehearsal '
                 'profile: real architectures, random weights: checks the paper path, not the paper</p><p>SD v1.5 '
                 'and DINOv2 ViT-B/14 at their real sizes with seeded random weights, loaded from the real on-disk '
-                f'layouts, at the paper\'s settings (G = {run.grid}, {run.sd.dtype} on {run.sd.device}) on synthetic '
-                'data at real image sizes. The numbers mean nothing; shapes, memory and time are real.</p></div>')
+                f'layouts, at the paper\'s settings (G = {run.grid}, {run.sd.dtype} on {run.sd.device}) on '
+                f'{inputs or "synthetic data at real image sizes"}. The numbers mean nothing; shapes, memory and time are real.</p></div>')
     return ('<div class="admonition note"><p class="admonition-title">Paper profile</p><p>SD v1.5 and DINOv2 '
             f'ViT-B/14 with real weights on {inputs or "the real dataset"}, G = {run.grid}, {run.sd.dtype} on {run.sd.device}.</p></div>')
 

@@ -143,7 +143,7 @@ def test_bad_points_are_rejected_before_any_extraction(photos, tmp_path, points,
 
 
 def test_run_options_are_checked(smoke_root, photos):
-    with pytest.raises(ConfigError, match=r"unknown run option\(s\) \['gird'\]"):
+    with pytest.raises(ConfigError, match=r"unknown run parameter\(s\) \['gird'\]"):
         sdfuse.match(*photos, POINTS, profile="smoke", gird=12)
     with pytest.raises(ConfigError, match="either run=... or profile"):
         sdfuse.match(*photos, POINTS, run=resolve("smoke", progress=False), grid=8)

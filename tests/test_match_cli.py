@@ -111,15 +111,15 @@ def _bad_inputs(photos, tmp_path):
         "nan": ([a, b, "--points", "nan,3"], "--points must be", "'nan,3' is not two numbers"),
         "empty": ([a, b, "--points", ""], "--points must be", "item 1 '' is not two numbers"),
         "alpha": ([a, b, "--alpha", "1.5"], "alpha must be in [0, 1]", ""),
-        "profile": ([a, b, "--profile", "huge"], "unknown profile 'huge'", "choose one of"),
-        "parameter": ([a, b, "-p", "gird=12"], "unknown run option(s) ['gird']", ""),
+        "parameter": ([a, b, "-p", "gird=12"], "unknown run parameter(s) ['gird']", ""),
+        "grid": ([a, b, "-p", "grid=10"], "grid must be a multiple of 4", ""),
         "suffix": ([a, b, "--out", str(tmp_path / "out" / "match.gif")], "its suffix must be .png", ""),
     }
 
 
 @pytest.mark.parametrize("case", ["missing A", "missing B", "not an image", "truncated", "point outside A",
                                   "negative point", "one number", "trailing ;", "three numbers", "nan", "empty",
-                                  "alpha", "profile", "parameter", "suffix"])
+                                  "alpha", "parameter", "grid", "suffix"])
 def test_bad_input_exits_2_with_an_error_and_writes_nothing(smoke_root, photos, tmp_path, capsys, case):
     argv, first, second = _bad_inputs(photos, tmp_path)[case]
     out = tmp_path / "out"
@@ -130,6 +130,12 @@ def test_bad_input_exits_2_with_an_error_and_writes_nothing(smoke_root, photos, 
     assert captured.err.startswith("error: ") and first in captured.err and second in captured.err, captured.err
     assert captured.out == "" and _no_file_written(out)
     assert _no_file_written(tmp_path / "cache" / "derived")
+
+
+def test_an_unknown_profile_is_refused_by_the_parser(photos, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["match", *map(str, photos), "--profile", "huge"])
+    assert exit_info.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err
 
 
 def test_missing_weights_say_how_to_get_them_and_how_to_try_smoke(photos, tmp_path, capsys):
