@@ -140,7 +140,8 @@ def cmd_match(args) -> int:
     from .viz import picture_format, save_picture
 
     picture_format(args.out)
-    pair = correspondence(args.a, args.b, alpha=args.alpha, profile=args.profile, **parse_assignments(args.param))
+    pair = correspondence(args.a, args.b, alpha=args.alpha, profile=args.profile,
+                          **{"progress": True, **parse_assignments(args.param)})
     points = parse_points(args.points) if args.points is not None else grid_points(pair.pair.src_size)
     with smoke_hint(f"sdfuse match {args.a} {args.b} --profile smoke"):
         predicted = pair.points(points)

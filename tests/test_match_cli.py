@@ -143,7 +143,7 @@ def test_missing_weights_say_how_to_get_them_and_how_to_try_smoke(photos, tmp_pa
     out = tmp_path / "out" / "match.png"
     assert main(["match", a, b, "--out", str(out), "-p", "device='cpu'", "-p", f"cache_dir='{tmp_path}'"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: Cannot load the sd weights 'stable-diffusion-v1-5/stable-diffusion-v1-5'")
+    assert "\nerror: Cannot load the sd weights 'stable-diffusion-v1-5/stable-diffusion-v1-5'" in "\n" + err
     assert "huggingface-cli download" in err and "-p sd_model=" in err
     assert f"sdfuse match {a} {b} --profile smoke" in err
     assert not out.parent.exists()
