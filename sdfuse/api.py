@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .datasets.derived import cached_png
 from .datasets.pairs import Pair
 from .errors import ConfigError, DatasetError, WeightsNotFoundError
 from .evaluation import Method, PairFeatures, pair_features
@@ -28,7 +29,6 @@ from .geometry import DINO_PATCH, map_keypoints, unmap_keypoints
 from .images import check_size, open_rgb, to_rgb
 from .matching import dense_nearest, match_keypoints
 from .profiles import Run, resolve
-from .storage import atomic_write
 
 DEFAULT_PROFILE = "paper"
 """The profile :func:`match`, :func:`describe` and ``sdfuse match`` use when none is given."""
@@ -64,8 +64,8 @@ def image_file(image, run: Run, name: str = "") -> tuple[Path, tuple[int, int]]:
     """(path, (W, H)) of a path, PIL image or array, checked like every dataset image (:mod:`sdfuse.images`).
 
     A path must be a readable image file; an in-memory image is converted to 8-bit RGB and stored
-    as ``<cache>/derived/inputs/<pixel digest>.png`` (atomically, once). ``name`` ("A", "B") labels
-    the image in error messages.
+    as ``<cache>/derived/inputs/<pixel digest>.png`` (:func:`sdfuse.datasets.derived.cached_png`:
+    atomically, once, rewritten if damaged). ``name`` ("A", "B") labels the image in error messages.
     """
     label = f"image {name}" if name else "the image"
     if isinstance(image, (str, os.PathLike)):
@@ -83,11 +83,7 @@ def image_file(image, run: Run, name: str = "") -> tuple[Path, tuple[int, int]]:
         raise DatasetError(f"{label} cannot be decoded ({error}); pass a complete image") from error
     check_size(rgb.size, label)
     digest = hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
-    path = run.derived_dir / "inputs" / digest[:2] / f"{digest}.png"
-    if not path.is_file():
-        atomic_write(path, lambda tmp: rgb.save(tmp, format="PNG"), what="an input image",
-                     fix="point cache_dir to a writable disk with space")
-    return path, rgb.size
+    return cached_png(run.derived_dir / "inputs" / digest[:2] / f"{digest}.png", lambda: rgb), rgb.size
 
 
 def check_points(points, size: tuple[int, int], name: str = "A") -> np.ndarray:
