@@ -136,13 +136,14 @@ def cmd_match(args) -> int:
     import json
 
     from .api import correspondence, grid_points, parse_points, smoke_hint
-    from .parameters import parse_assignments
+    from .parameters import PICTURE_OPTION, parse_assignments
     from .viz import picture_format, save_picture
 
-    picture_format(args.out)
+    picture_format(PICTURE_OPTION.check(args.out))
+    points = parse_points(args.points) if args.points is not None else None
     pair = correspondence(args.a, args.b, alpha=args.alpha, profile=args.profile,
                           **{"progress": True, **parse_assignments(args.param)})
-    points = parse_points(args.points) if args.points is not None else grid_points(pair.pair.src_size)
+    points = grid_points(pair.pair.src_size) if points is None else points
     with smoke_hint(f"sdfuse match {args.a} {args.b} --profile smoke"):
         predicted = pair.points(points)
         picture = pair.picture(points, predicted, dense=args.dense)

@@ -191,6 +191,8 @@ RUN_PARAMETERS: tuple[Parameter, ...] = (
 
 ROOT_OPTION = Parameter("--root", "path", None, "a folder, created when missing", folder=True)
 """The ``--root`` of every command: a folder, never a file or anything under one."""
+PICTURE_OPTION = Parameter("--out", "path", "match.png", "the picture file to write (not a folder)")
+"""``sdfuse match --out``: a file, neither a folder nor anything under a file."""
 MIRROR_OPTION = Parameter("--mirror", "str", None, "base URL of a mirror",
                           pattern=(r"https?://[^/\s]+\S*", "an http:// or https:// URL, e.g. https://example.org/data"))
 
@@ -222,6 +224,8 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter("cub_classes", "ints", [1, 2, 3], "CUB class ids, 1 to 200 (the first three, an assumption, "
                   "AMBIG-13)", minimum=1, maximum=200),
         Parameter("fusion_alphas", "floats", [0.5, 0.8], "weights on SD of the fused rows, in [0, 1]", **_WEIGHT)),
+    "10_match_your_images": (
+        Parameter("alpha", "float", 0.5, "fusion weight on SD, in [0, 1] (PROTOCOL §5.1)", **_WEIGHT),),
 }
 """Each table notebook's own parameters (file stem → parameters), after the run parameters in its
 parameters cell; notebooks not listed have none."""

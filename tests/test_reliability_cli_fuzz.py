@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from sdfuse.cli import main
 from sdfuse.manifests import manifest_names
@@ -46,7 +47,11 @@ def places(smoke_root, sdfuse_home, tmp_path_factory):
     (root / "keep.txt").write_text("a folder that is not a book or an assets folder")
     afile = base / "afile"
     afile.write_text("x")
-    return {"work": work, "root": root, "data": data, "file": afile, "home": sdfuse_home}
+    images = []
+    for name, colour in (("a.png", (200, 40, 40)), ("b.png", (40, 40, 200))):
+        Image.new("RGB", (96, 64), colour).save(base / name)
+        images.append(str(base / name))
+    return {"work": work, "root": root, "data": data, "file": afile, "home": sdfuse_home, "images": images}
 
 
 def _snapshot(folders) -> dict:
@@ -226,6 +231,34 @@ def _data_case(places):
         st.sampled_from(["make-smoke", "make-rehearsal"]).flatmap(lambda c: bad_root.map(
             lambda r: ["data", c, "--root", r]) | st.just(["data", c, "--root", str(places["root"])])),
         st.sampled_from([["data"], ["data", "nope"], ["data", "list", "--nope"], ["nope"], [], ["-x"]]))
+
+
+def _match_case(places):
+    """``match A B`` (two readable 96×64 images) with one wrong value: a run parameter, ``--alpha``,
+    ``--points``, ``--out``, ``--profile`` or an image."""
+    a, b = places["images"]
+    smoke = ["--profile", "smoke"]
+    parameter = st.sampled_from([p for p in RUN_PARAMETERS if p.name != "profile"]).flatmap(
+        lambda p: wrong_values(p, places).map(lambda text: smoke + _p(p.name, text)))
+    alpha = st.sampled_from(["abc", "nan", "-0.1", "1.0001", "inf", ""]).map(lambda t: smoke + ["--alpha", t])
+    points = (st.sampled_from(["1", "1,2,3", "1,2;", "nan,3", "x,y", "96,10", "10,64", "-1,5", "1e400,2", ""])
+              | TEXT.filter(lambda t: not re.fullmatch(r"\s*\d{1,2}(\.\d*)?\s*,\s*\d{1,2}(\.\d*)?\s*", t))
+              ).map(lambda t: smoke + ["--points", t])
+    out = st.sampled_from(["match.gif", "match", str(places["file"]) + "/m.png", str(places["work"])]).map(
+        lambda t: smoke + ["--out", t])
+    profile = TEXT.filter(lambda t: t not in ("smoke", "rehearsal", "paper")).map(lambda t: ["--profile", t])
+    images = st.sampled_from([[str(places["file"]), b], [a, str(places["file"])], [a, str(places["work"])],
+                              [a, str(places["work"] / "missing.png")]])
+    return st.one_of(parameter.map(lambda x: [a, b, *x]), alpha.map(lambda x: [a, b, *x]),
+                     points.map(lambda x: [a, b, *x]), out.map(lambda x: [a, b, *x]),
+                     profile.map(lambda x: [a, b, *x]), images.map(lambda ab: [*ab, *smoke])).map(
+        lambda argv: ["match", *argv])
+
+
+@FUZZ
+@given(st.data())
+def test_match_refuses_every_wrong_value_before_anything_runs(places, data):
+    _check_refused(data.draw(_match_case(places)), places)
 
 
 @FUZZ
