@@ -15,7 +15,7 @@ import pandas as pd
 
 from .profiles import Run
 from .provenance import collect
-from .status import TABLES
+from .status import NOT_COMPARABLE, TABLES
 
 PCK_ROUNDING = 0.05
 """Half a unit of the paper's last printed digit for PCK (one decimal): a paper value counts as
@@ -90,7 +90,7 @@ def save_results(table: pd.DataFrame, run: Run, name: str) -> Path:
     return path
 
 
-def compare(table: pd.DataFrame, paper: pd.DataFrame, aggregate: str | None, smoke: bool,
+def compare(table: pd.DataFrame, paper: pd.DataFrame, aggregate: str | None, profile: str,
             not_run: dict[str, str] | None = None, keys: tuple[str, ...] = ("setting", "method", "alpha"),
             rounding: float = PCK_ROUNDING) -> pd.DataFrame:
     """Paper beside reproduced, with its interval, Δ = reproduced − paper and a verdict, matched on ``keys``.
@@ -108,7 +108,7 @@ def compare(table: pd.DataFrame, paper: pd.DataFrame, aggregate: str | None, smo
     merged = paper.rename(columns={"value": "paper"}).merge(ours.rename(columns={"value": "reproduced"}), on=keys,
                                                              how="left")
     merged["delta"] = merged["reproduced"] - merged["paper"]
-    merged["verdict"] = [verdict(smoke, *cell, rounding)
+    merged["verdict"] = [verdict(profile, *cell, rounding)
                          for cell in zip(merged["paper"], merged["ci_low"], merged["ci_high"])]
     missing = merged["reproduced"].isna()
     merged.loc[missing, "verdict"] = merged.loc[missing, "setting"].map(
@@ -122,7 +122,7 @@ def interval_text(low: pd.Series, high: pd.Series, digits: int = 1) -> pd.Series
                       for a, b in zip(low, high)], index=low.index)
 
 
-def comparison_view(comparison: pd.DataFrame, smoke: bool, caption: str = "PCK (%) on SPair-71k, bbox threshold"):
+def comparison_view(comparison: pd.DataFrame, profile: str, caption: str = "PCK (%) on SPair-71k, bbox threshold"):
     """Styled view: one row per cell key; per threshold the paper, ours, our 95 % interval and Δ
     (green when the paper's value is inside the interval, red otherwise), and the verdict."""
     index = [c for c in ("setting", "method") if c in comparison]
@@ -137,8 +137,9 @@ def comparison_view(comparison: pd.DataFrame, smoke: bool, caption: str = "PCK (
     wide.columns = pd.MultiIndex.from_tuples([(f"PCK@{a:.2f}", parts[what]) for what, a in wide.columns])
     numbers = [c for c in wide.columns if c[1] in ("paper", "ours")]
     deltas = {(f"PCK@{a:.2f}", "Δ"): a for a in alphas}
-    if smoke:
-        caption += "; smoke run: the differences are not comparable"
+    judged = profile not in NOT_COMPARABLE
+    if not judged:
+        caption += f"; {profile} run: the differences are not comparable"
     else:
         row_verdicts = comparison.groupby(index, sort=False)["verdict"].agg(lambda v: "; ".join(dict.fromkeys(v)))
         wide[("", "verdict")] = row_verdicts.reindex(wide.index)
@@ -146,13 +147,13 @@ def comparison_view(comparison: pd.DataFrame, smoke: bool, caption: str = "PCK (
     def colours(data: pd.DataFrame) -> pd.DataFrame:
         css = pd.DataFrame("", index=data.index, columns=data.columns)
         for column, alpha in deltas.items():
-            css[column] = ["color: #777" if smoke else _verdict_colour(v) for v in verdicts[alpha]]
+            css[column] = [_verdict_colour(v) if judged else "color: #777" for v in verdicts[alpha]]
         return css
 
     styled = (wide.style.format("{:.1f}", subset=numbers, na_rep="–").format("{:+.1f}", subset=list(deltas), na_rep="–")
               .apply(colours, axis=None)
               .set_caption(f"{caption}; 95 % CI: bootstrap interval over pairs; Δ = ours − paper"))
-    if not smoke:
+    if judged:
         styled = styled.map(_verdict_colour, subset=[("", "verdict")])
     return styled
 
@@ -290,15 +291,15 @@ def glue_outcomes(results: dict[str, pd.DataFrame]) -> None:
     glue_value("outcomes_p_fuse_given_dino_only", probabilities["P(Fuse ✓ | SD ✗, DINO ✓)"])
 
 
-def outcome_view(table6: pd.DataFrame, paper_ratios: dict, smoke: bool) -> pd.DataFrame:
+def outcome_view(table6: pd.DataFrame, paper_ratios: dict, profile: str) -> pd.DataFrame:
     """Table 6 beside the paper: share (%) of keypoints per outcome class, with its 95 % interval."""
     ours = table6[table6["category"] == "all"].set_index("outcome")
     view = pd.DataFrame({"paper": pd.Series(paper_ratios), "reproduced": ours["value"]})
     view["95 % CI"] = interval_text(ours["ci_low"], ours["ci_high"], digits=2)
     view["Δ"] = view["reproduced"] - view["paper"]
     view.index.name = "SD DINO Fuse"
-    if smoke:
-        view["verdict"] = "smoke run: not comparable"
+    if profile in NOT_COMPARABLE:
+        view["verdict"] = f"{profile} run: not comparable"
     return view.round(2)
 
 
@@ -362,7 +363,7 @@ def plot_relative_distances(records: pd.DataFrame):
 
 
 VERDICT_COLOURS = {"reproduced": "#1a7f37", "differs": "#cf222e", "failed": "#cf222e", "not run": "#9a6700",
-                   "smoke run": "#777"}
+                   "smoke run": "#777", "rehearsal run": "#777"}
 
 
 def _verdict_colour(verdict: str) -> str:
@@ -501,14 +502,14 @@ def manifest_view() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("name")
 
 
-def per_dataset_views(comparison: pd.DataFrame, smoke: bool) -> None:
+def per_dataset_views(comparison: pd.DataFrame, profile: str) -> None:
     """Display one paper-vs-ours table per benchmark (Table 5)."""
     from IPython.display import Markdown, display
 
     for dataset, rows in comparison.groupby("dataset", sort=False):
         display(Markdown(f"**{dataset}**"))
         threshold = "bbox" if dataset == "SPair-71k" else "image size" if dataset == "PF-Pascal" else "α·max(H, W), ≤"
-        display(comparison_view(rows, smoke, caption=f"PCK (%) on {dataset}, threshold {threshold}"))
+        display(comparison_view(rows, profile, caption=f"PCK (%) on {dataset}, threshold {threshold}"))
 
 
 def plot_table5(comparison: pd.DataFrame):

@@ -125,7 +125,7 @@ def profiles_present(results_root: Path) -> list[str]:
     root = Path(results_root)
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and ((p / "runs.json").is_file() or any(p.glob("*.csv")))) \
         if root.is_dir() else []
-    order = {"smoke": 0, "paper": 1}
+    order = {"smoke": 0, "rehearsal": 1, "paper": 2}
     return sorted(found, key=lambda name: (order.get(name, 2), name))
 
 
@@ -154,12 +154,16 @@ def _read_cells(spec: TableSpec, path: Path) -> tuple[pd.DataFrame | None, str |
         return None, f"not shown: {path} is unreadable ({type(error).__name__}: {error}); run its notebook again"
 
 
-def verdict(smoke: bool, paper_value: float, low: float, high: float, rounding: float = 0.0) -> str:
+NOT_COMPARABLE = ("smoke", "rehearsal")
+"""Profiles with random weights: their numbers check the code path and are never judged against the paper."""
+
+
+def verdict(profile: str, paper_value: float, low: float, high: float, rounding: float = 0.0) -> str:
     """"reproduced" when the paper's value lies in [low − rounding, high + rounding], the reproduced
     value's bootstrap interval widened by the paper's rounding; "differs" otherwise. Smoke cells are
     never comparable; a value stored without an interval is not judged."""
-    if smoke:
-        return "smoke run: not comparable"
+    if profile in NOT_COMPARABLE:
+        return f"{profile} run: not comparable"
     if pd.isna(low) or pd.isna(high):
         return "not judged: no interval in the results (rerun the table)"
     return "reproduced" if low - rounding <= paper_value <= high + rounding else "differs"
@@ -187,7 +191,7 @@ def status_table(results_root: str | Path) -> pd.DataFrame:
                     reason = next((why for key, why in spec.not_run.items() if cell.startswith(key)), None)
                     verdict_text = f"not run: {reason}" if reason else "not run"
                 else:
-                    verdict_text = verdict(profile == "smoke", value, low, high, spec.rounding)
+                    verdict_text = verdict(profile, value, low, high, spec.rounding)
                 rows.append({"table": spec.title, "cell": cell, "profile": profile, "paper": value,
                              "reproduced": reproduced, "ci_low": low, "ci_high": high,
                              "delta": None if reproduced is None else reproduced - value, "verdict": verdict_text})

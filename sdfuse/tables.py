@@ -143,7 +143,7 @@ def table5(run: Run, bilateral: BilateralFilter = BilateralFilter(), ensemble_bl
     _prefill(run, pascal_pairs)
     pascal = keypoint_pck(run, pascal_pairs, rows, PF_PASCAL_ALPHAS, "PF-Pascal", resamples)
     samples = load_tss(run.tss_root)
-    counts = TSS_PAIR_FOLDERS if not run.is_smoke else None
+    counts = TSS_PAIR_FOLDERS if run.profile == "paper" else None   # synthetic TSS: its own folder counts
     per_sample = evaluate_tss(samples, methods, run, forms=tuple(tss_forms))
     tss = tss_summary(per_sample, samples, counts, resamples=resamples)
     tss = pd.DataFrame({"setting": tss["method"], "method": tss["method"].map(lambda name: methods[name].kind),

@@ -9,12 +9,13 @@ from sdfuse.status import status_table, verdict
 
 
 def test_verdict_is_whether_the_paper_lies_in_the_interval():
-    assert verdict(False, 62.2, 61.0, 63.0) == "reproduced"
-    assert verdict(False, 62.2, 62.3, 64.0) == "differs"
-    assert verdict(False, 62.2, 62.24, 64.0, rounding=0.05) == "reproduced"   # 62.2 may stand for 62.24
-    assert verdict(False, 62.2, 62.26, 64.0, rounding=0.05) == "differs"
-    assert verdict(False, 62.2, np.nan, np.nan).startswith("not judged: no interval")
-    assert verdict(True, 62.2, 61.0, 63.0) == "smoke run: not comparable"
+    assert verdict("paper", 62.2, 61.0, 63.0) == "reproduced"
+    assert verdict("paper", 62.2, 62.3, 64.0) == "differs"
+    assert verdict("paper", 62.2, 62.24, 64.0, rounding=0.05) == "reproduced"   # 62.2 may stand for 62.24
+    assert verdict("paper", 62.2, 62.26, 64.0, rounding=0.05) == "differs"
+    assert verdict("paper", 62.2, np.nan, np.nan).startswith("not judged: no interval")
+    assert verdict("smoke", 62.2, 61.0, 63.0) == "smoke run: not comparable"
+    assert verdict("rehearsal", 62.2, 61.0, 63.0) == "rehearsal run: not comparable"
 
 
 def _table1_results(folder, with_interval=True):
@@ -41,6 +42,19 @@ def test_status_judges_paper_profile_cells_by_interval(tmp_path):
     assert status.loc[status["table"] != "Table 1: UNet layers", "verdict"].str.startswith("not run").all()
 
 
+def test_random_weight_profiles_are_listed_before_paper_and_never_judged(tmp_path):
+    from sdfuse.status import profiles_present
+
+    for profile in ("paper", "rehearsal", "smoke"):
+        _table1_results(tmp_path / profile)                  # identical numbers: only the profile differs
+    assert profiles_present(tmp_path) == ["smoke", "rehearsal", "paper"]
+    table1 = status_table(tmp_path).query("table == 'Table 1: UNet layers'")
+    verdicts = table1.groupby("profile")["verdict"].agg(set).to_dict()
+    assert verdicts["smoke"] == {"smoke run: not comparable"}
+    assert verdicts["rehearsal"] == {"rehearsal run: not comparable"}
+    assert verdicts["paper"] == {"reproduced", "differs"}
+
+
 def test_status_does_not_judge_values_without_interval(tmp_path):
     _table1_results(tmp_path / "paper", with_interval=False)
     table1 = status_table(tmp_path).query("table == 'Table 1: UNet layers'")
@@ -54,12 +68,12 @@ def test_compare_uses_the_interval():
                          "ci_high": [55.0, 52.0, np.nan]})
     theirs = pd.DataFrame({"setting": ["a", "b", "c", "d"], "method": "Fuse", "alpha": 0.1,
                            "value": [54.0, 54.0, 50.0, 50.0]})
-    merged = report.compare(ours, theirs, aggregate="category_mean", smoke=False).set_index("setting")
+    merged = report.compare(ours, theirs, aggregate="category_mean", profile="paper").set_index("setting")
     assert merged["verdict"].to_dict() == {"a": "reproduced", "b": "differs",
                                           "c": "not judged: no interval in the results (rerun the table)",
                                           "d": "not run: not computed by this run"}
     assert merged.loc["a", ["ci_low", "ci_high"]].tolist() == [45.0, 55.0]
-    smoke = report.compare(ours, theirs, aggregate="category_mean", smoke=True)
+    smoke = report.compare(ours, theirs, aggregate="category_mean", profile="smoke")
     assert set(smoke["verdict"][:3]) == {"smoke run: not comparable"}
-    view = report.comparison_view(merged.reset_index(), smoke=False).to_html()
+    view = report.comparison_view(merged.reset_index(), profile="paper").to_html()
     assert "[45.0, 55.0]" in view and "95 % CI" in view
