@@ -25,9 +25,18 @@ def sdfuse_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_root(sdfuse_home) -> Path:
-    """The smoke assets: models/sd (diffusers), models/dino (timm), SPair-71k (synthetic)."""
+    """The smoke assets: models/sd (diffusers), models/dino (timm), SPair-71k (synthetic).
+
+    Built once per session, except when ``$SDFUSE_TEST_SMOKE_ASSETS`` names a folder that
+    ``sdfuse.assets.ensure_assets("smoke", ...)`` built: ``make mutate`` builds it once, so that each
+    mutant's test session (a fresh session per mutant) does not rebuild the models. Only the
+    read-only assets are shared; the feature cache stays per session.
+    """
     from sdfuse.assets import ensure_assets
 
+    prebuilt = os.environ.get("SDFUSE_TEST_SMOKE_ASSETS")
+    if prebuilt:
+        (sdfuse_home / "smoke").symlink_to(Path(prebuilt).resolve(), target_is_directory=True)
     return ensure_assets("smoke", sdfuse_home / "smoke")
 
 

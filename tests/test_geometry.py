@@ -57,3 +57,17 @@ def test_pixel_patch_round_trip_and_index():
     assert cells.tolist() == [[0, 0], [1, 59], [0, 1]]
     assert patch_to_pixel([0, 59]).tolist() == [6.5, 832.5]
     assert patch_index(np.array([[3, 2], [59, 59]]), 60).tolist() == [123, 3599]
+
+
+@pytest.mark.parametrize("size", [(57, 40), (40, 57)])
+def test_resize_pad_resamples_with_lanczos(size):
+    """The content is PIL's LANCZOS resize of the image (PROTOCOL §1.1); on a noise image BICUBIC would differ."""
+    pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    canvas = np.asarray(resize_pad(image, 84))
+    w, h = size
+    new = (84, round(84 * h / w)) if h <= w else (round(84 * w / h), 84)       # 84·40/57 = 58.9 → 59
+    top, left = (84 - new[1]) // 2, (84 - new[0]) // 2
+    content = canvas[top:top + new[1], left:left + new[0]]
+    np.testing.assert_array_equal(content, np.asarray(image.resize(new, Image.LANCZOS)))
+    assert not np.array_equal(content, np.asarray(image.resize(new, Image.BICUBIC)))

@@ -1,4 +1,6 @@
-"""Stable Diffusion features: window geometry, schedule, noise, capture points, early stop (PROTOCOL §2)."""
+"""Stable Diffusion features: window geometry, schedule, noise, capture points, early stop (PROTOCOL §2);
+the features themselves against the smoke UNet and VAE run module by module in the test."""
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -196,3 +198,158 @@ def test_hub_weights_are_identified_by_the_cached_commit(tmp_path, monkeypatch):
     (refs / "main").write_text("abc123\n")
     assert weights_identity("org/model", None) == "hub:org/model@abc123"
     assert weights_identity("org/model", "v2") == "hub:org/model@v2"
+
+
+# --- known answers by a second route: the UNet run block by block in the test (PROTOCOL §2.3d–f, §2.4) ----
+
+SMOKE_GRID, SMOKE_CROP = 12, 128                     # SD input 16·12 = 192 px: crops at {0, 64}², latent 16²
+
+
+def _alpha_bar(t: int) -> float:
+    """ᾱ_t of SD's schedule by hand: β linear in √β from √0.00085 to √0.012 over 1000 steps (§2.3e)."""
+    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
+    return float(np.prod(1 - betas[:t + 1]))
+
+
+@pytest.fixture(scope="module")
+def sd_parts(smoke_root):
+    """The smoke SD parts loaded straight from the diffusers folder, and the empty prompt's embedding."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    folder = smoke_root / "models" / "sd"
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet").eval()
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae").eval()
+    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+    ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        empty = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")(ids).last_hidden_state
+    return unet, vae, empty
+
+
+@torch.no_grad()
+def _ldm_output_blocks(unet, vae, crop: torch.Tensor, context: torch.Tensor, offset=None, t: int = 100) -> list:
+    """Outputs of the LDM UNet's 12 ``output_blocks`` for one crop in [0, 1], computed module by module.
+
+    VAE encoder → quant_conv → the posterior mean (first 4 moments) × 0.18215; x_t = √ᾱ·z + √(1−ᾱ)·ε with
+    ε = randn(1, 4, s, s) of a CPU generator seeded 42; the time embedding (plus the captioner's offset);
+    the down path, the middle block, then each up block's (ResNet on [h | skip], attention) units in order,
+    the third unit of a block followed by its upsampler. ``output_blocks[3k + j]`` is unit j of up block k.
+    """
+    moments = vae.quant_conv(vae.encoder(2 * crop - 1))
+    latent = moments[:, :4] * 0.18215
+    noise = torch.randn((1, 4) + latent.shape[-2:], generator=torch.Generator("cpu").manual_seed(42))
+    a = _alpha_bar(t)
+    h = a ** 0.5 * latent + (1 - a) ** 0.5 * noise
+    emb = unet.time_embedding(unet.time_proj(torch.tensor([t])))
+    if offset is not None:
+        emb = emb + offset
+    h = unet.conv_in(h)
+    skips = [h]
+    for block in unet.down_blocks:
+        if getattr(block, "has_cross_attention", False):
+            h, res = block(h, emb, encoder_hidden_states=context)
+        else:
+            h, res = block(h, emb)
+        skips += list(res)
+    h = unet.mid_block(h, emb, encoder_hidden_states=context)
+    outputs = []
+    for block in unet.up_blocks:
+        attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
+        for j, (resnet, attention) in enumerate(zip(block.resnets, attentions)):
+            h = resnet(torch.cat([h, skips.pop()], dim=1), emb)
+            if attention is not None:
+                h = attention(h, encoder_hidden_states=context, return_dict=False)[0]
+            if j == len(block.resnets) - 1 and block.upsamplers:
+                h = block.upsamplers[0](h)
+            outputs.append(h)
+    return outputs
+
+
+def test_alpha_bar_by_hand_is_the_protocols():
+    assert _alpha_bar(100) == pytest.approx(0.8942235, abs=1e-6)
+
+
+def test_crop_features_equal_the_unet_run_block_by_block(smoke_sd, sd_parts):
+    """Paper layer n is the tensor entering LDM ``output_blocks[n]``: the output of block n − 1 (§2.3f)."""
+    unet, vae, empty = sd_parts
+    crop = torch.rand(1, 3, SMOKE_CROP, SMOKE_CROP, generator=torch.Generator().manual_seed(3))
+    outputs = _ldm_output_blocks(unet, vae, crop, empty)
+    config = SDConfig(model=smoke_sd.config.model, grid=SMOKE_GRID, crop=SMOKE_CROP, layers=(2, 5, 8, 11))
+    got = SDFeatureExtractor(config).crop_features(crop)
+    for layer in (2, 5, 8, 11):
+        assert got[layer].shape == outputs[layer - 1].shape
+        torch.testing.assert_close(got[layer], outputs[layer - 1], rtol=0, atol=2e-5)
+    # the neighbouring blocks of the same shape hold other values, so the comparison pins the hook points
+    assert not torch.allclose(outputs[0], outputs[1], atol=1e-3) and not torch.allclose(outputs[3], outputs[4], atol=1e-3)
+    assert not torch.allclose(outputs[6], outputs[7], atol=1e-3)
+
+
+def _resize_pad_by_hand(image: Image.Image, side: int) -> np.ndarray:
+    """PIL LANCZOS resize of the longer side to ``side`` (numpy rounding), centred on a black square (§1.1)."""
+    w, h = image.size
+    new = (side, int(np.round(side * h / w))) if h <= w else (int(np.round(side * w / h)), side)
+    canvas = np.zeros((side, side, 3), np.uint8)
+    top, left = (side - new[1]) // 2, (side - new[0]) // 2
+    canvas[top:top + new[1], left:left + new[0]] = np.asarray(image.convert("RGB").resize(new, Image.LANCZOS))
+    return canvas
+
+
+def test_image_features_equal_four_hand_made_crops_averaged(smoke_root, smoke_sd, sd_parts):
+    """extract(image): resize-pad with LANCZOS to 192 px, 4 crops of 128 at {0, 64}², per-crop features
+    by the block-by-block route, overlaps averaged (§1.1, §2.3b)."""
+    unet, vae, empty = sd_parts
+    image = Image.open(smoke_root / "SPair-71k" / "JPEGImages" / "portrait" / "portrait_00.jpg")
+    assert image.size[0] != image.size[1]                      # the resize and the padding both act
+    pixels = torch.from_numpy(_resize_pad_by_hand(image, 192)).permute(2, 0, 1)[None].float() / 255
+    got = smoke_sd.extract(image)
+    for layer, stride in ((2, 64), (5, 32), (8, 16)):
+        cells = 192 // stride
+        total = torch.zeros(got[layer].shape)
+        count = torch.zeros(cells, cells)
+        for y in (0, 64):
+            for x in (0, 64):
+                crop = pixels[:, :, y:y + 128, x:x + 128]
+                block = _ldm_output_blocks(unet, vae, crop, empty)[layer - 1][0]
+                total[:, y // stride:y // stride + 128 // stride, x // stride:x // stride + 128 // stride] += block
+                count[y // stride:y // stride + 128 // stride, x // stride:x // stride + 128 // stride] += 1
+        torch.testing.assert_close(got[layer], total / count, rtol=0, atol=2e-5)
+
+
+def test_implicit_captioner_time_offset_acts_on_the_time_embedding(smoke_root, smoke_sd, sd_parts, tiny_clip, tmp_path):
+    """With the context gate closed (α_c = 0, so c = u) only the time offset o acts: the features are the
+    block-by-block UNet's with o added to the time embedding, and differ from the empty prompt's (§2.3c)."""
+    from sdfuse.features.captioner import clip_image_embedding, read_captioner_state
+
+    state = _captioner_state(clip_dim=8, text_dim=32, time_dim=64, alpha=0.5)
+    state["alpha_cond"] = torch.zeros_like(state["alpha_cond"])
+    torch.save({"model": {ODISE_PREFIX + k: v for k, v in state.items()}}, tmp_path / "time_only.pth")
+    config = SDConfig(model=smoke_sd.config.model, grid=SMOKE_GRID, crop=SMOKE_CROP, conditioning="implicit",
+                      clip_model=str(tiny_clip), captioner_checkpoint=str(tmp_path / "time_only.pth"))
+    extractor = SDFeatureExtractor(config)
+    crop = torch.rand(1, 3, SMOKE_CROP, SMOKE_CROP, generator=torch.Generator().manual_seed(5))
+    got = extractor.crop_features(crop)
+    embed = clip_image_embedding(extractor.models.clip, crop)
+    offset = torch.tanh(torch.tensor(0.5)) * (embed @ state["time_embed_project.linear.weight"].T
+                                              + state["time_embed_project.linear.bias"]
+                                              + state["time_embed_project.positional_embedding"][0])
+    unet, vae, empty = sd_parts
+    with_offset = _ldm_output_blocks(unet, vae, crop, empty, offset=offset)
+    without = _ldm_output_blocks(unet, vae, crop, empty)
+    for layer in (2, 5, 8):
+        torch.testing.assert_close(got[layer], with_offset[layer - 1], rtol=0, atol=2e-5)
+        assert not torch.allclose(got[layer], without[layer - 1], atol=1e-3)
+    context, _ = ImplicitCaptioner(read_captioner_state(str(tmp_path / "time_only.pth")))(embed, empty)
+    torch.testing.assert_close(context, empty.expand_as(context))          # the context gate is closed
+
+
+@pytest.mark.parametrize("field, value", [
+    ("grid", 8), ("crop", 256), ("timestep", 50), ("noise_seed", 1), ("layers", (2, 5)), ("edge_pad", True),
+    ("dtype", "bfloat16"), ("revision", "other"), ("clip_model", "another/clip"),
+])
+def test_every_feature_setting_keys_the_cache(smoke_root, field, value):
+    """Each SDConfig field that changes the features changes the cache fingerprint (DESIGN "Feature cache")."""
+    from dataclasses import replace
+
+    base = SDConfig(model=str(smoke_root / "models" / "sd"), grid=12, crop=128)
+    assert replace(base, **{field: value}).fingerprint() != base.fingerprint()

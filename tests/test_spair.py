@@ -75,3 +75,16 @@ def test_malformed_pair_json_names_the_file(smoke_root, tmp_path):
     bad.write_text(json.dumps({"category": "terrain", "src_kps": [[1, 2]]}))
     with pytest.raises(DatasetError, match=bad.name):
         load_spair(root, pairs_per_category=0)
+
+
+def test_a_run_draws_its_pairs_with_the_reference_seed_by_default(smoke_root, tmp_path):
+    """Without a seed parameter a run samples as the reference: RandomState(42) per category (PROTOCOL §7.1)."""
+    from sdfuse.profiles import resolve
+
+    run = resolve("smoke", cache_dir=tmp_path, progress=False)
+    folder = smoke_root / "SPair-71k" / "PairAnnotation" / "test"
+    want = []
+    for category in ("portrait", "present", "terrain"):
+        files = sorted(folder.glob(f"*:{category}.json"))
+        want += [files[i].stem for i in np.random.RandomState(42).choice(len(files), 20)]
+    assert [p.pair_id for p in run.spair_pairs()] == want

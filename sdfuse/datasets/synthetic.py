@@ -20,6 +20,8 @@ CANVASES = ((224, 168), (168, 224), (200, 200), (240, 160))
 """Output sizes (W, H): landscape, portrait and square, so every padding branch runs."""
 REAL_SIZE_SCALE = 2.1
 """Canvas scale of the rehearsal fixtures: long sides 504 px, about SPair-71k's and PASCAL's 500."""
+WARPS_FILE = "synthetic_warps.json"
+"""Written beside each fixture: every image's base picture and the 2×3 forward map (base → image pixels)."""
 
 
 def scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -80,13 +82,22 @@ def apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ affine[:, :2].T + affine[:, 2]
 
 
+def write_warps(root: Path, warps: dict[str, tuple[str, tuple[int, int], np.ndarray]]) -> None:
+    """Record {image path relative to ``root``: (base picture, its (W, H), 2×3 affine)} as :data:`WARPS_FILE`,
+    so tests know the true correspondence of every pixel."""
+    record = {path: {"picture": name, "picture_size": list(size), "affine": np.asarray(affine).tolist()}
+              for path, (name, size, affine) in warps.items()}
+    (Path(root) / WARPS_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
+
+
 def make_spair_like(root: str | Path, images_per_category: int = 4, seed: int = 0, scale: float = 1.0,
                     categories: tuple[str, ...] | None = None) -> Path:
     """Write an SPair-71k-format dataset under ``root`` (test split only) and return ``root``.
 
     Keypoint 4 (the centre) is hidden in image 1 of every category so that visibility filtering
     runs; the pair JSONs list only the keypoints visible in both images, as SPair does. ``scale``
-    multiplies the canvas sizes; ``categories`` keeps a subset of the base pictures.
+    multiplies the canvas sizes; ``categories`` keeps a subset of the base pictures. The warps are
+    recorded in :data:`WARPS_FILE`.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -95,6 +106,7 @@ def make_spair_like(root: str | Path, images_per_category: int = 4, seed: int = 
     (root / "Layout" / "large").mkdir(parents=True, exist_ok=True)
     pair_names = []
     pair_number = 0
+    warps = {}
     for category, picture in base_pictures().items():
         if categories is not None and category not in categories:
             continue
@@ -107,6 +119,7 @@ def make_spair_like(root: str | Path, images_per_category: int = 4, seed: int = 
             canvas = scaled(CANVASES[(j + len(category)) % len(CANVASES)], scale)
             affine = _similarity(rng, picture.size, canvas)
             name = f"{category}_{j:02d}"
+            warps[f"JPEGImages/{category}/{name}.jpg"] = (category, picture.size, affine)
             render(picture, affine, canvas, _background(rng, canvas)).save(
                 root / "JPEGImages" / category / f"{name}.jpg", quality=95)
             kps = np.round(apply(affine, base_kps)).astype(int)
@@ -139,4 +152,5 @@ def make_spair_like(root: str | Path, images_per_category: int = 4, seed: int = 
                 (pair_dir / f"{stem}.json").write_text(json.dumps(pair))
                 pair_names.append(stem)
     (root / "Layout" / "large" / "test.txt").write_text("\n".join(pair_names) + "\n")
+    write_warps(root, warps)
     return root

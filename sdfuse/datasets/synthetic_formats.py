@@ -2,7 +2,8 @@
 
 Like :mod:`sdfuse.datasets.synthetic`, every image is one of matplotlib's sample pictures under
 a known random similarity warp on a textured background, so the ground truth (keypoints, dense
-flow, boxes) is exact by construction. Each writer returns the dataset folder its loader takes.
+flow, boxes) is exact by construction, and each image's warp is recorded (:data:`~sdfuse.datasets.synthetic.WARPS_FILE`).
+Each writer returns the dataset folder its loader takes.
 Point conventions: keypoints are the warped 0-based pixel positions of lattice points (written
 1-based for CUB, whose annotations are 1-based); TSS flows use PIL's pixel-centre convention
 (pixel i covers [i, i+1)), which is the one its affine warp uses, so they are exact inverses.
@@ -18,7 +19,7 @@ from PIL import Image
 
 from .flo import write_flo
 from .synthetic import (CANVASES, _background, _similarity, apply, base_keypoints, base_pictures, render,
-                        scaled)
+                        scaled, write_warps)
 
 PF_FIXTURE_CLASSES = {"present": 1, "portrait": 15, "terrain": 20}
 """Base picture → PF-PASCAL class id (aeroplane, person, tvmonitor: the first, a middle and the last id)."""
@@ -64,6 +65,7 @@ def make_pfpascal_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> P
     (folder / "JPEGImages").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = [["source_image", "target_image", "class", "XA", "YA", "XB", "YB"]]
+    warps = {}
     for number, (name, picture) in enumerate(base_pictures().items()):
         kps = base_keypoints(*picture.size)[:PF_KEYPOINTS[name]]
         files, points = [], []
@@ -71,6 +73,7 @@ def make_pfpascal_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> P
             image, affine = _warp_picture(rng, picture, scaled(CANVASES[(j + number) % len(CANVASES)], scale))
             filename = f"{name}_{j:02d}.jpg"
             image.save(folder / "JPEGImages" / filename, quality=95)
+            warps[f"JPEGImages/{filename}"] = (name, picture.size, affine)
             warped = np.round(apply(affine, kps), 2)
             if (name, j) == PF_HIDDEN[:2]:
                 warped[PF_HIDDEN[2]] = -1
@@ -82,6 +85,7 @@ def make_pfpascal_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> P
             rows.append([files[s], files[t], str(PF_FIXTURE_CLASSES[name]), *columns])
     with (folder / "test_pairs_pf_pascal.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows(rows)
+    write_warps(folder, warps)
     return folder
 
 
@@ -118,6 +122,7 @@ def make_tss_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
     folder = Path(root) / "TSS_CVPR2016"
     rng = np.random.default_rng(seed + 1)
     pictures = base_pictures()
+    warps = {}
     for subset, pairs in TSS_FIXTURE.items():
         for number, (name, size1, size2) in enumerate(pairs, start=1):
             size1, size2 = scaled(size1, scale), scaled(size2, scale)
@@ -128,11 +133,14 @@ def make_tss_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
             image2, affine2 = _warp_picture(rng, picture, size2)
             image1.save(pair_dir / "image1.png")
             image2.save(pair_dir / "image2.png")
+            for index, affine in ((1, affine1), (2, affine2)):
+                warps[f"{subset}/{pair_dir.name}/image{index}.png"] = (name, picture.size, affine)
             for index, (a_src, a_trg, s_size, t_size) in ((1, (affine2, affine1, size2, size1)),
                                                          (2, (affine1, affine2, size1, size2))):
                 flow, mask = _tss_direction(a_src, a_trg, picture.size, s_size, t_size)
                 write_flo(pair_dir / f"flow{index}.flo", flow)
                 Image.fromarray(mask).save(pair_dir / f"mask{index}.png")
+    write_warps(folder, warps)
     return folder
 
 
@@ -166,7 +174,7 @@ def make_cub_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
     (folder / "cachedir" / "cub" / "data").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + 2)
     pictures = base_pictures()
-    images, boxes, part_lines, records = [], [], [], []
+    images, boxes, part_lines, records, warps = [], [], [], [], {}
     image_id = 0
     for class_number, (class_folder, name) in enumerate(CUB_FIXTURE_CLASSES, start=1):
         (folder / "images" / class_folder).mkdir(parents=True, exist_ok=True)
@@ -178,6 +186,7 @@ def make_cub_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
             image, affine = _warp_picture(rng, picture, canvas)
             rel_path = f"{class_folder}/{class_folder.split('.')[1]}_{image_id:04d}.jpg"
             image.save(folder / "images" / rel_path, quality=95)
+            warps[f"images/{rel_path}"] = (name, picture.size, affine)
             visible = np.array([k not in (j, j + 7) for k in range(len(parts))])
             kps = np.where(visible[:, None], np.round(apply(affine, parts) + 1, 1), 0.0)
             x1, y1, x2, y2 = _cub_bbox(affine, picture.size, canvas)
@@ -199,6 +208,7 @@ def make_cub_like(root: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
         table[0, index] = record
     scipy.io.savemat(folder / "cachedir" / "cub" / "data" / "test_cub_cleaned.mat", {"images": table},
                      do_compression=True)
+    write_warps(folder, warps)
     return folder
 
 

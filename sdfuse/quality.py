@@ -1,0 +1,135 @@
+"""Mutation-testing results: ``make mutate``'s summary file, and the survivors judged equivalent.
+
+``make mutate`` runs mutmut over the protocol modules (``[tool.mutmut]`` in ``pyproject.toml``) and
+then ``python -m sdfuse.quality``, which reads mutmut's per-file results (``mutants/**/*.py.meta``)
+and writes ``results/quality/mutation.json`` (schema :data:`SCHEMA`)::
+
+    {"schema": "sdfuse-mutation/1", "tool": "mutmut 3.8.1", "git_commit": "…", "generated_at": "…",
+     "counts": {"mutants": n, "killed": k, "timeout": t, "survived": s, "no_tests": u, "suspicious": x,
+                "equivalent": e},
+     "score": 100·(killed + timeout) / (mutants − equivalent),          # %, equivalents left out
+     "modules": {"sdfuse/geometry.py": {"mutants": …, "killed": …, "survived": …}, …},
+     "survivors": [{"mutant": "sdfuse.geometry.x_resize_pad__mutmut_3", "module": "sdfuse/geometry.py",
+                    "status": "survived" | "no tests", "diff": "…", "equivalent": reason or null}, …]}
+
+A survivor is *equivalent* when ``tests/mutation_equivalents.toml`` lists its name with the reason
+and a ``changed`` line that still occurs in its diff (so an entry stops applying when the code
+under it changes). The book's run page shows the score and the survivors (:func:`mutation_views`).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from datetime import datetime, timezone
+from pathlib import Path
+
+SCHEMA = "sdfuse-mutation/1"
+REPO = Path(__file__).resolve().parents[1]
+EQUIVALENTS = REPO / "tests" / "mutation_equivalents.toml"
+MUTATION_JSON = Path("results") / "quality" / "mutation.json"
+DETECTED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
+"""mutmut exit codes of a detected mutant (a failing test, or a test run killed for taking too long)."""
+UNTESTED = {0: "survived", 5: "no tests", 33: "no tests"}
+
+
+def status(exit_code: int | None) -> str:
+    """mutmut's verdict of one exit code: killed, timeout, survived, no tests or suspicious."""
+    return DETECTED.get(exit_code) or UNTESTED.get(exit_code) or "suspicious"
+
+
+def read_results(mutants: Path) -> dict[str, tuple[str, str]]:
+    """{mutant name: (module path, status)} from mutmut's ``mutants/**/*.py.meta`` files."""
+    results = {}
+    for meta in sorted(Path(mutants).rglob("*.py.meta")):
+        module = meta.relative_to(mutants).as_posix().removesuffix(".meta")
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            results[name] = (module, status(code))
+    return results
+
+
+def read_equivalents(path: Path = EQUIVALENTS) -> dict[str, dict]:
+    """{mutant name: {"changed": line, "reason": text}} of the survivors judged equivalent."""
+    if not Path(path).is_file():
+        return {}
+    return {entry["mutant"]: entry for entry in tomllib.loads(Path(path).read_text()).get("equivalent", [])}
+
+
+def mutant_diff(name: str) -> str:
+    """The mutant's diff as ``mutmut show`` prints it (run in the folder holding ``mutants/``)."""
+    done = subprocess.run([sys.executable, "-m", "mutmut", "show", name], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def summarise(results: dict[str, tuple[str, str]], diffs: dict[str, str], equivalents: dict[str, dict]) -> dict:
+    """The :data:`SCHEMA` record of a run (module docstring)."""
+    survivors, modules = [], {}
+    counts = dict.fromkeys(("mutants", "killed", "timeout", "survived", "no_tests", "suspicious", "equivalent"), 0)
+    for name, (module, verdict) in sorted(results.items()):
+        counts["mutants"] += 1
+        counts[verdict.replace(" ", "_")] += 1
+        per_module = modules.setdefault(module, {"mutants": 0, "killed": 0, "survived": 0})
+        per_module["mutants"] += 1
+        per_module["killed" if verdict in ("killed", "timeout") else "survived"] += 1
+        if verdict in ("killed", "timeout"):
+            continue
+        diff = diffs.get(name, "")
+        entry = equivalents.get(name)
+        reason = entry["reason"] if entry and entry["changed"] in diff else None
+        counts["equivalent"] += reason is not None
+        survivors.append({"mutant": name, "module": module, "status": verdict, "diff": diff, "equivalent": reason})
+    judged = counts["mutants"] - counts["equivalent"]
+    score = 100 * (counts["killed"] + counts["timeout"]) / judged if judged else 100.0
+    return {"schema": SCHEMA, "counts": counts, "score": round(score, 2), "modules": modules, "survivors": survivors}
+
+
+def write_report(root: Path = REPO, out: Path | None = None, wall_s: float | None = None) -> Path:
+    """Write ``results/quality/mutation.json`` from the mutmut run under ``root`` and return its path."""
+    from importlib.metadata import version
+
+    from .storage import atomic_write_text
+
+    results = read_results(Path(root) / "mutants")
+    untested = [name for name, (_, verdict) in results.items() if verdict not in ("killed", "timeout")]
+    diffs = {name: mutant_diff(name) for name in untested}
+    record = summarise(results, diffs, read_equivalents())
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    record |= {"tool": f"mutmut {version('mutmut')}", "git_commit": commit, "wall_s": wall_s,
+               "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    out = Path(out or Path(root) / MUTATION_JSON)
+    atomic_write_text(out, json.dumps(record, indent=1, ensure_ascii=False) + "\n", what="the mutation report",
+                      fix="free disk space or make results/ writable")
+    return out
+
+
+def mutation_views(path: Path) -> None:
+    """Display a mutation report: the score, the counts per module and every survivor (the run page)."""
+    import pandas as pd
+    from IPython.display import Markdown, display
+
+    record = json.loads(Path(path).read_text())
+    counts = record["counts"]
+    display(Markdown(
+        f"## Mutation testing\n\n`make mutate` ({record.get('tool', 'mutmut')}, commit "
+        f"`{str(record.get('git_commit', ''))[:10]}`, {record.get('generated_at', '')}): **{record['score']:.1f} %** "
+        f"of {counts['mutants'] - counts['equivalent']} non-equivalent mutants of the protocol modules detected "
+        f"({counts['killed']} killed, {counts['timeout']} by timeout; {counts['survived']} survived, "
+        f"{counts['no_tests']} reached by no fast test, {counts['equivalent']} judged equivalent, listed with the "
+        f"reason in `tests/mutation_equivalents.toml`)."))
+    display(pd.DataFrame(record["modules"]).T.rename_axis("module"))
+    survivors = pd.DataFrame(record["survivors"], columns=["mutant", "status", "diff", "equivalent"])
+    if not survivors.empty:
+        survivors["diff"] = survivors["diff"].map(_changed_lines)
+        display(survivors.set_index("mutant"))
+
+
+def _changed_lines(diff: str) -> str:
+    """The ``-``/``+`` lines of a unified diff, without the file headers."""
+    return "\n".join(line for line in diff.splitlines()
+                     if line[:1] in "-+" and not line.startswith(("---", "+++")))
+
+
+if __name__ == "__main__":
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else None
+    print(f"wrote {write_report(wall_s=seconds)}")
