@@ -12,6 +12,12 @@ and writes ``results/quality/mutation.json`` (schema :data:`SCHEMA`)::
      "survivors": [{"mutant": "sdfuse.geometry.x_resize_pad__mutmut_3", "module": "sdfuse/geometry.py",
                     "status": "survived" | "no tests", "diff": "…", "equivalent": reason or null}, …]}
 
+mutmut 3 mutates code inside functions only, so the module-level protocol constants (and the steps
+the first mutation survey found unpinned) are hand-written mutants in ``tests/protocol_mutants.toml``:
+:func:`run_protocol_mutants` applies each alone to a copy of the code and runs its tests there, and
+the report lists them under ``"protocol_mutants"`` (``[{"name", "file", "status": "killed" |
+"survived" | "stale"}]``; stale: the ``old`` text no longer occurs exactly once).
+
 A survivor is *equivalent* when ``tests/mutation_equivalents.toml`` lists its name with the reason
 and a ``changed`` line that still occurs in its diff (so an entry stops applying when the code
 under it changes). The book's run page shows the score and the survivors (:func:`mutation_views`).
@@ -19,15 +25,22 @@ under it changes). The book's run page shows the score and the survivors (:func:
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA = "sdfuse-mutation/1"
 REPO = Path(__file__).resolve().parents[1]
 EQUIVALENTS = REPO / "tests" / "mutation_equivalents.toml"
+PROTOCOL_MUTANTS = REPO / "tests" / "protocol_mutants.toml"
+COPIED = ("sdfuse", "tests", "data_manifests", "pyproject.toml")
+"""What a protocol mutant's copy of the repository holds."""
 MUTATION_JSON = Path("results") / "quality" / "mutation.json"
 DETECTED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
 """mutmut exit codes of a detected mutant (a failing test, or a test run killed for taking too long)."""
@@ -62,6 +75,33 @@ def mutant_diff(name: str) -> str:
     return done.stdout.strip()
 
 
+def run_protocol_mutants(root: Path = REPO, jobs: int = 2, path: Path = PROTOCOL_MUTANTS) -> list[dict]:
+    """Apply each mutant of ``path`` alone to a copy of ``root`` and run its tests there (module docstring)."""
+    mutants = tomllib.loads(Path(path).read_text())["mutant"]
+    with tempfile.TemporaryDirectory(prefix="sdfuse-mutant-") as tmp:
+        def check(numbered: tuple[int, dict]) -> dict:
+            number, mutant = numbered
+            copy = Path(tmp) / str(number)
+            for name in COPIED:
+                source = Path(root) / name
+                if source.is_dir():
+                    shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copy2(source, copy / name)
+            target = copy / mutant["file"]
+            text = target.read_text()
+            verdict = {"name": mutant["name"], "file": mutant["file"]}
+            if text.count(mutant["old"]) != 1:
+                return verdict | {"status": "stale"}
+            target.write_text(text.replace(mutant["old"], mutant["new"]))
+            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant["tests"]],
+                                  cwd=copy, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(copy)})
+            return verdict | {"status": "survived" if done.returncode == 0 else "killed"}
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            return list(pool.map(check, enumerate(mutants)))
+
+
 def summarise(results: dict[str, tuple[str, str]], diffs: dict[str, str], equivalents: dict[str, dict]) -> dict:
     """The :data:`SCHEMA` record of a run (module docstring)."""
     survivors, modules = [], {}
@@ -94,6 +134,7 @@ def write_report(root: Path = REPO, out: Path | None = None, wall_s: float | Non
     untested = [name for name, (_, verdict) in results.items() if verdict not in ("killed", "timeout")]
     diffs = {name: mutant_diff(name) for name in untested}
     record = summarise(results, diffs, read_equivalents())
+    record["protocol_mutants"] = run_protocol_mutants(root)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
     record |= {"tool": f"mutmut {version('mutmut')}", "git_commit": commit, "wall_s": wall_s,
                "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -118,6 +159,11 @@ def mutation_views(path: Path) -> None:
         f"{counts['no_tests']} reached by no fast test, {counts['equivalent']} judged equivalent, listed with the "
         f"reason in `tests/mutation_equivalents.toml`)."))
     display(pd.DataFrame(record["modules"]).T.rename_axis("module"))
+    protocol = pd.DataFrame(record.get("protocol_mutants", []), columns=["name", "file", "status"])
+    if not protocol.empty:
+        display(Markdown(f"Hand-written mutants of protocol constants and steps (`tests/protocol_mutants.toml`): "
+                         f"{(protocol['status'] == 'killed').sum()} of {len(protocol)} killed."))
+        display(protocol.set_index("name"))
     survivors = pd.DataFrame(record["survivors"], columns=["mutant", "status", "diff", "equivalent"])
     if not survivors.empty:
         survivors["diff"] = survivors["diff"].map(_changed_lines)

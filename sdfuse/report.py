@@ -426,7 +426,9 @@ def status_view(status: pd.DataFrame):
 
 
 def run_record_views(results_root: Path) -> None:
-    """Display, per profile, how the last run of each notebook went and the provenance of the latest run."""
+    """Display, per profile, how the last run of each notebook went and the provenance of the latest run;
+    then the benchmark and the mutation-testing report (``results/quality/mutation.json``,
+    :mod:`sdfuse.quality`) when present."""
     from IPython.display import Markdown, display
 
     from . import run_record
@@ -465,6 +467,11 @@ def run_record_views(results_root: Path) -> None:
         display(Markdown(f"## Benchmark\n\n`{record.get('command', 'make bench')}`, {record.get('generated_at', '')}, "
                          f"mode {record.get('mode', '?')}, on {record.get('machine', {}).get('cpu', '?')}."))
         display(benchmark_table(benchmark))
+    mutation = Path(results_root) / "quality" / "mutation.json"
+    if mutation.is_file():
+        from .quality import mutation_views
+
+        mutation_views(mutation)
 
 
 def glue_reliability(tests_dir: Path | None = None) -> None:

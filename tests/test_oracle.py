@@ -33,6 +33,7 @@ from .oracle import OracleExtractor, View, dino_tokens, read_warps, views_of, wa
 
 GRID = 12
 FRAME = 14 * GRID
+PAIRS_PER_CATEGORY = 10
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def oracle_run(smoke_root, tmp_path_factory):
     pascal = make_pfpascal_like(root)
     cub = make_cub_like(root)
     run = resolve("smoke", grid=GRID, data_root=spair, pfpascal_root=pascal, cub_root=cub, cache_dir=root / "cache",
-                  progress=False)
+                  pairs_per_category=PAIRS_PER_CATEGORY, progress=False)
     views = {**views_of(spair), **views_of(pascal), **views_of(cub)}
     views |= _cub_crop_views(run, cub)
     run.__dict__["sd_features"] = CachedExtractor(OracleExtractor("sd", views, GRID), run.cache_dir, "sd")
@@ -146,11 +147,11 @@ def assert_rows(table, settings_matchers: dict[str, str], keypoints, alphas):
 # --- SPair-71k: Tables 1, 2, 3, 6 -----------------------------------------------------------------------
 
 def spair_pairs(folder) -> list[dict]:
-    """The reference's draw, by hand: sorted pair files per sorted category, RandomState(42).choice(n, 20)."""
+    """The reference's draw, by hand: sorted pair files per sorted category, RandomState(42).choice(n, k)."""
     pairs = []
     for category in sorted(p.name for p in (folder / "ImageAnnotation").iterdir()):
         files = sorted((folder / "PairAnnotation" / "test").glob(f"*:{category}.json"))
-        for i in np.random.RandomState(42).choice(len(files), 20):
+        for i in np.random.RandomState(42).choice(len(files), PAIRS_PER_CATEGORY):
             data = json.loads(files[i].read_text())
             x1, y1, x2, y2 = data["trg_bndbox"]
             pairs.append({"category": category, "src": folder / "JPEGImages" / category / data["src_imname"],
