@@ -224,8 +224,10 @@ def pfpascal_pairs(folder) -> list[dict]:
 def test_pfpascal_keypoint_rows_reach_the_oracles_pck(oracle_run):
     methods = {"DINOv2": Method("DINO"), "Ensemble": Method("DINO", dino_blocks=(9, 11)),
                "Fuse": Method("Fuse", pca_dim=oracle_run.pca_dim)}
-    table = tables._keypoint_pck(oracle_run, load_pfpascal(oracle_run.pfpascal_root), methods, (0.05, 0.10, 0.15),
-                                 "PF-Pascal")
+    pairs = load_pfpascal(oracle_run.pfpascal_root)
+    tables._prefill(oracle_run, pairs)
+    table = tables.keypoint_pck(oracle_run, pairs, {name: (name, m) for name, m in methods.items()},
+                                (0.05, 0.10, 0.15), "PF-Pascal")
     expected = expected_keypoints(pfpascal_pairs(oracle_run.pfpascal_root), oracle_run.dino_features.extractor.views)
     assert len(expected) == 6 * 9 + 3 * 6 - 2                      # two pairs lose the hidden keypoint
     assert_rows(table, dict.fromkeys(methods, "DINO"), expected, (0.05, 0.10, 0.15))

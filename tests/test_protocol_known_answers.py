@@ -42,7 +42,7 @@ def _by_hand(strategy: str, sd: np.ndarray, dino: np.ndarray) -> np.ndarray:
 def _pair_features(first_in_category: bool) -> PairFeatures:
     sd_map = token_map(SD_TOKENS, 2)
     dino_map = token_map(DINO_TOKENS, 2)
-    return PairFeatures(sd_pca={(8, 2): (sd_map, 2 * sd_map)}, dino={11: (dino_map, -dino_map)}, grid=2,
+    return PairFeatures(sd_pca={(8, ("exact", 2)): (sd_map, 2 * sd_map)}, dino={11: (dino_map, -dino_map)}, grid=2,
                         first_in_category=first_in_category)
 
 
