@@ -7,6 +7,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+BOOK_FILES = {"test_book.py", "test_browser.py", "test_reliability_reproduce.py"}
+"""The test files that share the session's built book (:func:`built_book`)."""
+
+if os.environ.get("PYTEST_XDIST_WORKER"):   # make test: one pytest-xdist worker per core, one BLAS thread per worker
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, _threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist's ``--dist loadgroup`` every test file runs on one worker, so its module
+    fixtures are built once, and the files sharing the built book run on the same worker."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("book" if name in BOOK_FILES else name))
 
 
 @pytest.fixture(scope="session", autouse=True)
