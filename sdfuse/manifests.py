@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from . import paths
 from .errors import SdfuseError
 
 MANIFEST_DIR = Path(__file__).resolve().parents[1] / "data_manifests"
@@ -107,9 +108,9 @@ def manifest_path(name: str) -> Path:
 
 
 def display_path(name: str) -> str:
-    """``data_manifests/<name>.yaml`` for the repository's manifests, else the full path."""
-    path = manifest_path(name)
-    return f"data_manifests/{path.name}" if path.parent.resolve() == MANIFEST_DIR else str(path)
+    """The file of manifest ``name`` as a reader is shown it (``data_manifests/<name>.yaml`` for the
+    repository's manifests; :func:`sdfuse.paths.display_path`)."""
+    return paths.display_path(manifest_path(name))
 
 
 def load_manifest(name: str) -> dict:

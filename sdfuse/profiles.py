@@ -9,7 +9,6 @@ ViT-B/14 with real weights on the real datasets at G = 60. The parameters and th
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -20,16 +19,7 @@ from .features.dino import DinoConfig, DinoFeatureExtractor
 from .features.sd import SDConfig, SDFeatureExtractor
 from .manifests import load_manifest
 from .parameters import PROFILES, RUN_PARAMETERS, check_notebook_values, check_together, check_values
-
-
-def sdfuse_home() -> Path:
-    """Where sdfuse keeps its cache and smoke assets: $SDFUSE_HOME, else ~/.cache/sdfuse."""
-    return Path(os.environ.get("SDFUSE_HOME", Path.home() / ".cache" / "sdfuse")).expanduser()
-
-
-def data_home() -> Path:
-    """Where the real datasets live: $SDFUSE_DATA, else <sdfuse home>/data."""
-    return Path(os.environ.get("SDFUSE_DATA", sdfuse_home() / "data")).expanduser()
+from .paths import data_home, display_path, sdfuse_home
 
 
 def _device(name: str) -> str:
@@ -99,15 +89,16 @@ class Run:
         return load_spair(self.data_root, split=split, pairs_per_category=self.pairs_per_category, seed=self.seed)
 
     def describe(self) -> dict:
-        """The run's settings as plain values (for banners and provenance)."""
+        """The run's settings as plain values (for banners and provenance), paths in their display form
+        (:func:`sdfuse.paths.display_path`)."""
         return {"profile": self.profile, "grid": self.grid, "sd_input_px": self.sd.image_size,
                 "dino_input_px": self.dino.image_size, "pairs_per_category": self.pairs_per_category,
                 "seed": self.seed, "pca_dim": self.pca_dim, "device": self.sd.device, "dtype": self.sd.dtype,
-                "sd_model": self.sd.model, "sd_revision": self.sd.revision, "sd_conditioning": self.sd.conditioning,
-                "timestep": self.sd.timestep, "dino_blocks": list(self.dino.blocks),
-                "dino_model": self.dino.model, "dino_revision": self.dino.revision,
-                "data_root": str(self.data_root), "pfpascal_root": str(self.pfpascal_root),
-                "tss_root": str(self.tss_root), "cub_root": str(self.cub_root)}
+                "sd_model": display_path(self.sd.model), "sd_revision": self.sd.revision,
+                "sd_conditioning": self.sd.conditioning, "timestep": self.sd.timestep, "dino_blocks": list(self.dino.blocks),
+                "dino_model": display_path(self.dino.model), "dino_revision": self.dino.revision,
+                "data_root": display_path(self.data_root), "pfpascal_root": display_path(self.pfpascal_root),
+                "tss_root": display_path(self.tss_root), "cub_root": display_path(self.cub_root)}
 
 
 def resolve(profile: str = "smoke", *, progress: bool = True, **overrides) -> Run:

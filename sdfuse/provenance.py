@@ -9,10 +9,10 @@ from importlib import metadata
 from pathlib import Path
 
 from .manifests import manifest_digests
+from .paths import REPO
 
 PACKAGES = ("sdfuse", "torch", "torchvision", "diffusers", "timm", "transformers", "numpy", "pandas",
             "pillow", "safetensors", "papermill", "jupyter-book")
-REPO = Path(__file__).resolve().parents[1]
 
 
 def git_state(repo: Path = REPO) -> dict:

@@ -173,6 +173,16 @@ def category_view(table: pd.DataFrame, setting: str) -> pd.DataFrame:
     return wide.round(1)
 
 
+def folded(view, summary: str):
+    """``view`` (a DataFrame or its Styler) folded under a one-line ``summary`` that the reader opens:
+    a long table shown after the results, without the code that makes it."""
+    from html import escape
+
+    from IPython.display import HTML
+
+    return HTML(f'<details class="sdfuse-folded">\n<summary>{escape(summary)}</summary>\n{view.to_html()}\n</details>')
+
+
 def glue_headlines(comparison: pd.DataFrame, prefix: str, setting: str) -> None:
     """Glue reproduced PCK (with its interval) and paper PCK of one setting for the book's summary pages (myst-nb)."""
     from myst_nb import glue
@@ -376,10 +386,18 @@ HEADLINE = {"sd": "2+5+8 · SD · PCK@0.10", "fuse": "2+5+8 · Fuse · PCK@0.10"
 
 
 def glue_status(status: pd.DataFrame, profile: str) -> None:
-    """Glue, for the landing page, the number of cells, how many each profile reproduced, and the
+    """Glue, for the landing page, the number of cells, how many each profile reproduced, the
     headline cells of ``profile`` as text: the number, or "not available: <verdict>" when the status
-    does not show one (failed, interrupted, not run), so the landing page follows the same rule."""
+    does not show one (failed, interrupted, not run), so the landing page follows the same rule; and
+    its one-glance summary, a row per table (:func:`sdfuse.status.headlines`) as
+    ``summary_<table>_{cell,paper,reproduced,verdict}``, with the profile as ``summary_profile``."""
+    from .status import headlines
+
     glue_text("status_cells", f"{status[['table', 'cell']].drop_duplicates().shape[0]}")
+    glue_text("summary_profile", profile)
+    for row in headlines(status, profile).itertuples():
+        for column in ("cell", "paper", "reproduced", "verdict"):
+            glue_text(f"summary_{row.key}_{column}", getattr(row, column))
     for name, group in status.groupby("profile"):
         glue_value(f"status_{name}_reproduced", int((group["verdict"] == "reproduced").sum()))
         glue_value(f"status_{name}_computed", int(group["reproduced"].notna().sum()))
@@ -426,12 +444,14 @@ def status_view(status: pd.DataFrame):
 
 
 def run_record_views(results_root: Path) -> None:
-    """Display, per profile, how the last run of each notebook went and the provenance of the latest run;
-    then the benchmark and the mutation-testing report (``results/quality/mutation.json``,
-    :mod:`sdfuse.quality`) when present."""
+    """Display, per profile, how the last run of each notebook went, the link to its results bundle
+    (:mod:`sdfuse.bundle`) and the provenance of the latest run; then the benchmark and the
+    mutation-testing report (``results/quality/mutation.json``, :mod:`sdfuse.quality`) when present.
+    Every path and message is shown in its display form (:mod:`sdfuse.paths`)."""
     from IPython.display import Markdown, display
 
     from . import run_record
+    from .paths import display_path, display_text
     from .status import profiles_present
 
     for profile in profiles_present(results_root):
@@ -445,9 +465,11 @@ def run_record_views(results_root: Path) -> None:
         entries = [{**entry, "status": run_record.state(entry)} for entry in record.pop("notebooks", {}).values()]
         notebooks = pd.DataFrame(entries, columns=["notebook", "status", "started_utc", "finished_utc", "wall_time_s",
                                                    "error"])
+        notebooks["error"] = notebooks["error"].map(lambda text: display_text(text) if isinstance(text, str) else text)
         if not notebooks.empty:
             display(notebooks.set_index("notebook").style.format({"wall_time_s": "{:.1f}"}, na_rep="")
                     .map(lambda s: "" if s == "ok" else "color: #cf222e; font-weight: bold", subset=["status"]))
+        display(Markdown(bundle_link(Path(results_root) / profile)))
         record.pop("schema", None)
         packages = record.pop("packages", {})
         manifests = record.pop("data_manifests_sha256", {})
@@ -456,13 +478,15 @@ def run_record_views(results_root: Path) -> None:
         rows += [(f"parameter {k}", v) for k, v in parameters.items()]
         rows += [(f"version of {k}", v) for k, v in packages.items()]
         rows += [(f"sha256 of data_manifests/{k}", v[:16] + "…") for k, v in manifests.items()]
+        rows = [(item, display_text(value) if isinstance(value, str) else value) for item, value in rows]
         display(pd.DataFrame(rows, columns=["item", "value"]).set_index("item"))
     benchmark = Path(results_root) / "benchmark" / "benchmark.json"
     if benchmark.is_file():
         try:
             record = json.loads(benchmark.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as error:
-            display(Markdown(f"## Benchmark\n\nNot shown: {benchmark} is unreadable ({error}); run `make bench` again."))
+            display(Markdown(f"## Benchmark\n\nNot shown: {display_path(benchmark)} is unreadable "
+                             f"({display_text(str(error))}); run `make bench` again."))
             return
         display(Markdown(f"## Benchmark\n\n`{record.get('command', 'make bench')}`, {record.get('generated_at', '')}, "
                          f"mode {record.get('mode', '?')}, on {record.get('machine', {}).get('cpu', '?')}."))
@@ -472,6 +496,32 @@ def run_record_views(results_root: Path) -> None:
         from .quality import mutation_views
 
         mutation_views(mutation)
+
+
+def bundle_link(results_dir: Path) -> str:
+    """MyST for the run page: a ``{download}`` link to the results bundle of ``results_dir``
+    (:mod:`sdfuse.bundle`; the link is relative to the working folder, the page's own), or why there is
+    none. The cell that displays it renders Markdown as MyST (``mystnb: {markdown_format: myst}``), so
+    the book copies the zip into its HTML."""
+    import os
+    import zipfile
+
+    from .bundle import BENCHMARK, bundle_path
+    from .paths import book_folder, display_path
+
+    bundle = bundle_path(results_dir)
+    if not bundle.is_file():
+        return f"No results bundle: {display_path(bundle)} is written at the end of every `sdfuse reproduce`."
+    with zipfile.ZipFile(bundle) as archive:
+        names = archive.namelist()
+    what = (f"{len(names)} files, {bundle.stat().st_size / 1e6:.1f} MB: every table, the records it is computed from, "
+            f"its provenance and the run record" + (", and the benchmark" if BENCHMARK.as_posix() in names else ""))
+    book = book_folder()
+    if book is None or not bundle.resolve().is_relative_to(book):
+        return (f"Results bundle: {display_path(bundle)} ({what}); it lies outside the book's folder, which does not "
+                "serve it.")
+    target = Path(os.path.relpath(bundle.resolve(), Path.cwd().resolve())).as_posix()
+    return f"Results bundle: {{download}}`{display_path(bundle)} <{target}>` ({what})."
 
 
 def glue_reliability(tests_dir: Path | None = None) -> None:

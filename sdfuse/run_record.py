@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from .paths import display_path, display_text
 from .storage import atomic_write_text, process_alive, storage_error, this_process
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def read(results_dir: str | os.PathLike) -> dict:
             raise ValueError("an entry without a known status")
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
         return {"schema": SCHEMA, "notebooks": {},
-                "problem": f"{path} is unreadable ({error}); run sdfuse reproduce again to rewrite it"}
+                "problem": f"{display_path(path)} is unreadable ({display_text(str(error))}); run sdfuse reproduce "
+                           "again to rewrite it"}
     return {**record, "schema": SCHEMA, "notebooks": notebooks}
 
 

@@ -3,7 +3,13 @@
 Every page is written atomically and is never stale: while a notebook runs, its page says so; it
 is then replaced by the executed notebook (or, when a cell failed, by the notebook with its error
 cell), and an interrupted notebook leaves a page saying it did not complete, never a partial one.
-How each notebook went is kept per results folder and per notebook (:mod:`sdfuse.run_record`).
+A notebook that has never run has a page saying so, with the command that runs it, so the book
+builds whatever subset has run. How each notebook went is kept per results folder and per notebook
+(:mod:`sdfuse.run_record`); the results folder is zipped beside it (:mod:`sdfuse.bundle`).
+
+Executed notebooks are written for readers: papermill's injected cell is folded under the same
+"How this page was computed" toggle as the parameters cell, and neither it, papermill's metadata
+nor any error or stream output shows a machine's absolute path (:mod:`sdfuse.paths`).
 """
 from __future__ import annotations
 
@@ -16,9 +22,11 @@ from pathlib import Path
 from typing import Callable
 
 from . import run_record
+from .bundle import write_bundle
 from .errors import ConfigError, Terminated
 from .parameters import (BY_NAME, NOTEBOOK_BY_NAME, NOTEBOOK_PARAMETERS, PROFILES, ROOT_OPTION, check_together,
                          check_values)
+from .paths import display_path, display_text, display_values
 from .provenance import collect
 from .storage import atomic_write, remove_stray_tmp, storage_error
 
@@ -36,6 +44,10 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 """The kernel's own log (its start-up advisories) kept to errors; a failing cell is reported by papermill."""
 GLUE_REFERENCE = re.compile(r"tables/(\w+)\.ipynb::(\w+)")
 """A glued value of an executed notebook named in a page of the book (``{glue:text}`tables/STEM.ipynb::KEY```)."""
+COMPUTED = "How this page was computed"
+"""The label of every folded code cell of the book (``hide-input`` with ``mystnb.code_prompt_show``)."""
+INJECTED_PROMPT = f"{COMPUTED}: the parameters of this run"
+INJECTED_COMMENT = "Parameters of this run (paths relative to the book's folder, or under $SDFUSE_HOME)"
 
 
 @dataclass
@@ -123,19 +135,30 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, parameters:
         except OSError as error:
             raise storage_error(error, folder, "the folder", "choose another --root") from error
     remove_stray_tmp(out_dir, depth=0)                            # left by a killed earlier run
-    run_record.update(results_dir, provenance=collect({"profile": profile,
-                                                       "parameters": {"profile": profile, **(parameters or {})}}))
+    shown = {"profile": profile, **display_values(parameters or {}, root)}
+    run_record.update(results_dir, provenance=collect({"profile": profile, "parameters": shown}))
     glued = _glue_references(root / "book")
+    for stem, name in stems.items():                               # every page of the book exists from now on
+        if stem not in steps and not (out_dir / f"{stem}.ipynb").is_file():
+            _write_stub(out_dir / f"{stem}.ipynb", stem, name, profile, glued.get(stem, set()))
     steps = {stem: {**params, "results_dir": params.get("results_dir") or str(results_dir)}
              for stem, params in steps.items()}
     for stem in SUMMARY_NOTEBOOKS.values():                       # they read every table: stale from now on
         _begin(stems[stem], stem, steps[stem], out_dir / f"{stem}.ipynb", results_dir, profile, glued.get(stem, set()))
     runs = []
-    for stem, params in steps.items():
-        runs.append(_execute(stems[stem], stem, params, out_dir, results_dir, kernel, profile, glued.get(stem, set())))
-        if on_done is not None:
-            on_done(runs[-1])
+    for group in ([stem for stem in steps if stem not in SUMMARY_NOTEBOOKS.values()], SUMMARY_NOTEBOOKS.values()):
+        for stem in group:
+            runs.append(_execute(stems[stem], stem, steps[stem], out_dir, results_dir, kernel, profile,
+                                 glued.get(stem, set())))
+            if on_done is not None:
+                on_done(runs[-1])
+        write_bundle(results_dir)                  # after the tables (the run page links to it), then with its record
     return runs
+
+
+def _book_of(page: Path) -> Path:
+    """The book's folder (``--root``) of a page under :data:`OUTPUT_SUBDIR`."""
+    return page.parents[len(OUTPUT_SUBDIR.parts)]
 
 
 def _glue_references(book: Path) -> dict[str, set[str]]:
@@ -160,11 +183,11 @@ def _execute(name: str, stem: str, params: dict, out_dir: Path, results_dir: Pat
     except KeyboardInterrupt as interrupt:
         status = "interrupted"
         message = "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted (Ctrl-C)"
-        _write_stub(page, stem, f"it was {message} at {run_record.now_utc()}", name, profile, glued)
+        _write_stub(page, stem, name, profile, glued, f"it was {message} at {run_record.now_utc()}")
         raise
     except Exception as error:  # noqa: BLE001 - any notebook failure is recorded; the others still run
-        message = f"{type(error).__name__}: {error}"
-        _write_stub(page, stem, f"it failed before its cells ran: {message}", name, profile, glued)
+        message = display_text(f"{type(error).__name__}: {error}", _book_of(page))
+        _write_stub(page, stem, name, profile, glued, f"it failed before its cells ran: {message}")
     finally:
         wall = time.perf_counter() - start
         message = None if message is None else message[:2000]
@@ -177,9 +200,9 @@ def _execute(name: str, stem: str, params: dict, out_dir: Path, results_dir: Pat
 
 def _begin(name: str, stem: str, params: dict, page: Path, results_dir: Path, profile: str, glued: set[str]) -> None:
     """Record notebook ``stem`` as running and replace its page by a note saying it has not finished."""
-    run_record.started(results_dir, stem, name, params)
-    _write_stub(page, stem, f"the run that rebuilds it started at {run_record.now_utc()} and has not finished: "
-                            "it is still running, or it was killed", name, profile, glued)
+    run_record.started(results_dir, stem, name, display_values(params, _book_of(page)))
+    _write_stub(page, stem, name, profile, glued, f"the run that rebuilds it started at {run_record.now_utc()} and has "
+                                                  "not finished: it is still running, or it was killed")
 
 
 def _run_papermill(stem: str, params: dict, page: Path, kernel: str, glued: set[str]) -> str | None:
@@ -197,11 +220,41 @@ def _run_papermill(stem: str, params: dict, page: Path, kernel: str, glued: set[
                                            kernel_name=kernel, cwd=str(page.parent), progress_bar=False,
                                            extra_arguments=KERNEL_ARGUMENTS, shutdown_kernel="immediate")
         except papermill.PapermillExecutionError as error:
-            failure.append(f"{error.ename}: {error.evalue} (in cell [{error.exec_count}] of {page})")
+            failure.append(display_text(f"{error.ename}: {error.evalue} (in cell [{error.exec_count}] of {page})",
+                                        _book_of(page)))
             _add_fallback_glue(tmp, glued, f"not available: {stem} failed in the last run")
+        _for_readers(tmp, page, params)
 
     atomic_write(page, execute, what="the executed notebook", fix="run with --root on a writable disk with space")
     return failure[0] if failure else None
+
+
+def _for_readers(path: str | Path, page: Path, params: dict) -> None:
+    """Rewrite the executed notebook at ``path`` (to become ``page``) for the book (module docstring):
+    the injected cell folded and written with display paths, papermill's record of the paths and
+    parameters too, and every error and stream output passed through :func:`sdfuse.paths.display_text`."""
+    import nbformat
+    from papermill.translators import translate_parameters
+
+    root = _book_of(page)
+    notebook = nbformat.read(path, as_version=4)
+    notebook.metadata.setdefault("papermill", {}).update(
+        input_path=display_path(NOTEBOOK_DIR / f"{page.stem}.ipynb", root), output_path=display_path(page, root),
+        parameters=display_values(params, root))
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            cell.source = translate_parameters(notebook.metadata.kernelspec.name, "python",
+                                               display_values(params, root), INJECTED_COMMENT)
+            cell.metadata["tags"] = [*tags, "hide-input"]
+            cell.metadata.setdefault("mystnb", {})["code_prompt_show"] = INJECTED_PROMPT
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                output["text"] = display_text(output["text"], root)
+            elif output.get("output_type") == "error":
+                output["evalue"] = display_text(output["evalue"], root)
+                output["traceback"] = [display_text(line, root) for line in output["traceback"]]
+    nbformat.write(notebook, path)
 
 
 def _glue_output(key: str, text: str) -> dict:
@@ -229,23 +282,34 @@ def _add_fallback_glue(path: str | Path, keys: set[str], text: str) -> None:
         nbformat.write(notebook, path)
 
 
-def _write_stub(page: Path, stem: str, why: str, name: str, profile: str, glued: set[str]) -> None:
-    """Replace ``page`` atomically by its notebook's title and a warning that it did not complete."""
+def rerun_command(name: str, profile: str) -> str:
+    """The command that runs notebook ``name`` (a short name of :data:`NOTEBOOKS` or :data:`SUMMARY_NOTEBOOKS`)."""
+    return f"sdfuse reproduce --profile {profile}" + (f" --only {name}" if name in NOTEBOOKS else "")
+
+
+def _write_stub(page: Path, stem: str, name: str, profile: str, glued: set[str], why: str | None = None) -> None:
+    """Replace ``page`` atomically by its notebook's title and a note that it has not run yet (``why``
+    None) or a warning that it did not complete, and why; either with the command that fills it."""
     import nbformat
 
     template = nbformat.read(NOTEBOOK_DIR / f"{stem}.ipynb", as_version=4)
     title = next((line for cell in template.cells if cell.cell_type == "markdown"
                   for line in cell.source.splitlines() if line.startswith("# ")), f"# {stem}")
-    again = f"sdfuse reproduce --profile {profile}" + (f" --only {name}" if name in NOTEBOOKS else "")
+    again = rerun_command(name, profile)
+    if why is None:
+        note = (f"```{{note}}\nNot run yet: this page's notebook has not been run in this book. To fill this page, "
+                f"run `{again}`.\n```")
+    else:
+        note = (f"```{{warning}}\nThis page's notebook did not complete: {why}. No number of an earlier run is "
+                f"shown here, and the reproduction status marks its tables as not current. To fill this page, run "
+                f"`{again}`.\n```")
     notebook = nbformat.v4.new_notebook(metadata=template.metadata)
-    notebook.cells = [nbformat.v4.new_markdown_cell(title), nbformat.v4.new_markdown_cell(
-        f"```{{warning}}\nThis page's notebook did not complete: {why}. No number of an earlier run is shown "
-        f"here, and the reproduction status marks its tables as not current. To fill this page, run "
-        f"`{again}`.\n```")]
+    notebook.cells = [nbformat.v4.new_markdown_cell(title), nbformat.v4.new_markdown_cell(note)]
 
     def write(tmp: str) -> None:
         nbformat.write(notebook, tmp)
-        _add_fallback_glue(tmp, glued, f"not available: {stem} did not complete")
+        _add_fallback_glue(tmp, glued, f"not available: {stem} has not run" if why is None
+                           else f"not available: {stem} did not complete")
 
-    atomic_write(page, write, what="the page of a notebook that did not complete",
+    atomic_write(page, write, what="the page of a notebook that has not completed",
                  fix="run with --root on a writable disk with space")

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper, run_record
+from .paths import display_path, display_text
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,14 @@ class TableSpec:
     result_cells: Callable[[pd.DataFrame], pd.DataFrame]
     rounding: float
     """Half a unit of the last digit the paper prints for this table's values."""
+    headline: str
+    """The cell the landing page shows for this table (the paper's own setting)."""
     not_run: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def digits(self) -> int:
+        """Decimals the paper prints for this table's values."""
+        return int(round(-np.log10(2 * self.rounding)))
 
 
 def _cells(cell: pd.Series, frame: pd.DataFrame) -> pd.DataFrame:
@@ -105,17 +113,22 @@ def _table7_results(frame: pd.DataFrame) -> pd.DataFrame:
 PROJECTION = "needs the ODISE checkpoint (non-commercial licence): -p captioner_checkpoint=PATH"
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("table1", "Table 1: UNet layers", "01_unet_layers", "table1", lambda: _pck_cells(paper.table1()), _pck_cells,
-              0.05),
+              0.05, "2+5+8 · Fuse · PCK@0.10"),
     TableSpec("table2", "Table 2: reduction", "02_reduction", "table2", lambda: _pck_cells(paper.table2()), _pck_cells,
-              0.05, {"projection": PROJECTION}),
+              0.05, "PCA 256 · Fuse · PCK@0.10", {"projection": PROJECTION}),
     TableSpec("table3", "Table 3: fusion strategy", "03_fusion_strategy", "table3", lambda: _pck_cells(paper.table3()),
-              _pck_cells, 0.05),
-    TableSpec("table5", "Table 5: DINOv2 variants", "05_dino_variants", "table5", _table5_paper, _table5_results, 0.05),
-    TableSpec("table6", "Table 6: outcomes", "06_outcomes", "table6", _table6_paper, _table6_results, 0.005),
-    TableSpec("fig2", "Fig. 2: conditional probabilities", "06_outcomes", "fig2", _fig2_paper, _fig2_results, 0.05),
-    TableSpec("table7", "Table 7: relative distances", "06_outcomes", "table7", _table7_paper, _table7_results, 0.0005),
+              _pck_cells, 0.05, "concat_normalized · Fuse · PCK@0.10"),
+    TableSpec("table5", "Table 5: DINOv2 variants", "05_dino_variants", "table5", _table5_paper, _table5_results, 0.05,
+              "Fuse · SPair-71k · PCK@0.10"),
+    TableSpec("table6", "Table 6: outcomes", "06_outcomes", "table6", _table6_paper, _table6_results, 0.005,
+              "outcome 111"),
+    TableSpec("fig2", "Fig. 2: conditional probabilities", "06_outcomes", "fig2", _fig2_paper, _fig2_results, 0.05,
+              "P(Fuse ✓ | SD ✓, DINO ✗)"),
+    TableSpec("table7", "Table 7: relative distances", "06_outcomes", "table7", _table7_paper, _table7_results, 0.0005,
+              "Average · SD correct match"),
     TableSpec("table8", "Table 8: CUB-200", "08_cub200", "table8", lambda: _table8_cells(paper.table8()), _table8_cells,
-              0.05, {name: "cited baseline (paper's number only)" for name in paper.TABLE8_BASELINES}),
+              0.05, "Fuse α=0.5 · PCK@0.10",
+              {name: "cited baseline (paper's number only)" for name in paper.TABLE8_BASELINES}),
 )
 
 
@@ -151,7 +164,8 @@ def _read_cells(spec: TableSpec, path: Path) -> tuple[pd.DataFrame | None, str |
     try:
         return spec.result_cells(pd.read_csv(path)), None
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, pd.errors.ParserError) as error:
-        return None, f"not shown: {path} is unreadable ({type(error).__name__}: {error}); run its notebook again"
+        return None, (f"not shown: {display_path(path)} is unreadable ({type(error).__name__}: "
+                      f"{display_text(str(error))}); run its notebook again")
 
 
 NOT_COMPARABLE = ("smoke", "rehearsal")
@@ -207,3 +221,25 @@ def summary(status: pd.DataFrame) -> pd.DataFrame:
     return status.assign(verdict=kinds).pivot_table(index=["table", "profile"], columns="verdict", values="cell",
                                                     aggfunc="count", fill_value=0, sort=False)
 
+
+
+def headlines(status: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """One row per table for the landing page: its headline cell (:attr:`TableSpec.headline`), the
+    paper's value, ``profile``'s value with its 95 % interval ("–" where the status shows none) and
+    the verdict, as text in the paper's precision."""
+    rows = []
+    for spec in TABLES:
+        ours = status[(status["table"] == spec.title) & (status["cell"] == spec.headline)
+                      & (status["profile"] == profile)]
+        paper_value = spec.paper_cells().set_index("cell").loc[spec.headline, "value"]
+        reproduced, verdict_text = "–", f"not run: no {profile} results"
+        if not ours.empty:
+            row = ours.iloc[0]
+            verdict_text = row["verdict"]
+            if row["reproduced"] is not None and pd.notna(row["reproduced"]):
+                reproduced = f"{row['reproduced']:.{spec.digits}f}"
+                if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
+                    reproduced += f" [{row['ci_low']:.{spec.digits}f}, {row['ci_high']:.{spec.digits}f}]"
+        rows.append({"key": spec.key, "table": spec.title, "notebook": spec.notebook, "cell": spec.headline,
+                     "paper": f"{paper_value:.{spec.digits}f}", "reproduced": reproduced, "verdict": verdict_text})
+    return pd.DataFrame(rows, columns=["key", "table", "notebook", "cell", "paper", "reproduced", "verdict"])
