@@ -1,5 +1,6 @@
 """Every notebook under papermill on the smoke profile, their results, and the strict jupyter-book build."""
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -7,6 +8,8 @@ import pandas as pd
 import pytest
 
 from sdfuse.runner import NOTEBOOK_DIR, NOTEBOOKS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _text(page: Path) -> str:
@@ -34,10 +37,55 @@ def book_root(built_book):
 
 
 def test_templates_are_stripped_and_tagged():
+    """Results first: every code cell is removed from the page (plumbing) or folded under a toggle
+    labelled "How this page was computed: …" (parameters, setup, computation)."""
+    from sdfuse.runner import COMPUTED
+
     for path in NOTEBOOK_DIR.glob("*.ipynb"):
         nb = nbformat.read(path, as_version=4)
-        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.get("outputs") for c in code), path
         assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1, path
+        for cell in code:
+            tags = set(cell.metadata.get("tags", []))
+            assert len(tags & {"hide-input", "remove-input"}) == 1 and "hide-output" not in tags, (path, cell.source)
+            prompt = cell.metadata.get("mystnb", {}).get("code_prompt_show", "")
+            assert prompt.startswith(f"{COMPUTED}: ") if "hide-input" in tags else not prompt, (path, cell.source)
+        parameters = next(c for c in code if "parameters" in c.metadata["tags"])
+        assert "hide-input" in parameters.metadata["tags"], path
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), path
+
+
+def test_the_landing_page_quotes_every_table_of_the_status():
+    from sdfuse.status import TABLES
+
+    page = (Path(__file__).resolve().parents[1] / "book" / "intro.md").read_text()
+    rows = [line for line in page.splitlines() if "::summary_" in line]
+    assert len(rows) == len(TABLES)
+    for spec, row in zip(TABLES, rows):
+        assert row.startswith("| [") and f"](tables/{spec.notebook}.ipynb) |" in row, spec.key
+        assert re.findall(r"::summary_(\w+?)_(cell|paper|reproduced|verdict):s", row) == [
+            (spec.key, column) for column in ("cell", "paper", "reproduced", "verdict")]
+
+
+def test_executed_pages_fold_papermills_cell_and_show_no_machine_path(book_root):
+    """The injected cell is folded like the parameters cell, and it and papermill's metadata say where
+    the results went relative to the book's folder."""
+    from sdfuse.runner import INJECTED_PROMPT
+
+    for stem in ("01_unet_layers", "00_status"):
+        text = (book_root / "book" / "tables" / f"{stem}.ipynb").read_text()
+        notebook = nbformat.reads(text, as_version=4)
+        injected = [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and "hide-input" in injected[0].metadata.tags, stem
+        assert injected[0].metadata.mystnb.code_prompt_show == INJECTED_PROMPT
+        assert 'results_dir = "results/smoke"' in injected[0].source.splitlines(), injected[0].source
+        assert notebook.metadata.papermill.output_path == f"book/tables/{stem}.ipynb"
+        assert notebook.metadata.papermill.input_path == f"notebooks/{stem}.ipynb"
+        assert str(book_root) not in text and "/work/" not in text and str(ROOT) not in text, stem
+    provenance = json.loads((book_root / "results" / "smoke" / "table1.provenance.json").read_text())
+    assert provenance["data_root"] == "$SDFUSE_HOME/smoke/SPair-71k"
+    assert provenance["sd_model"] == "$SDFUSE_HOME/smoke/models/sd"
 
 
 def test_notebook_writes_the_14_row_table(book_root):
@@ -129,6 +177,9 @@ def test_a_failed_table_stays_failed_after_another_table_runs_and_the_book_build
     assert "failed in the last run (see its page)" in (html / "tables" / "00_status.html").read_text()
     intro = _text(html / "intro.html")
     assert "SD not available: failed in the last run (see its page) (paper 53.4)" in intro
+    assert "Table 1: UNet layers 2+5+8 · Fuse · PCK@0.10 62.2 – failed in the last run (see its page)" in intro
+    failed = _text(html / "tables" / "01_unet_layers.html")
+    assert str(copy) not in failed and str(ROOT) not in failed
     status = status_table(copy / "results")
     table1 = status[status["table"] == "Table 1: UNet layers"]
     assert set(table1["verdict"]) == {"failed in the last run (see its page)"} and table1["reproduced"].isna().all()
