@@ -282,11 +282,6 @@ def _add_fallback_glue(path: str | Path, keys: set[str], text: str) -> None:
         nbformat.write(notebook, path)
 
 
-def rerun_command(name: str, profile: str) -> str:
-    """The command that runs notebook ``name`` (a short name of :data:`NOTEBOOKS` or :data:`SUMMARY_NOTEBOOKS`)."""
-    return f"sdfuse reproduce --profile {profile}" + (f" --only {name}" if name in NOTEBOOKS else "")
-
-
 def _write_stub(page: Path, stem: str, name: str, profile: str, glued: set[str], why: str | None = None) -> None:
     """Replace ``page`` atomically by its notebook's title and a note that it has not run yet (``why``
     None) or a warning that it did not complete, and why; either with the command that fills it."""
@@ -295,7 +290,7 @@ def _write_stub(page: Path, stem: str, name: str, profile: str, glued: set[str],
     template = nbformat.read(NOTEBOOK_DIR / f"{stem}.ipynb", as_version=4)
     title = next((line for cell in template.cells if cell.cell_type == "markdown"
                   for line in cell.source.splitlines() if line.startswith("# ")), f"# {stem}")
-    again = rerun_command(name, profile)
+    again = f"sdfuse reproduce --profile {profile}" + (f" --only {name}" if name in NOTEBOOKS else "")
     if why is None:
         note = (f"```{{note}}\nNot run yet: this page's notebook has not been run in this book. To fill this page, "
                 f"run `{again}`.\n```")

@@ -245,8 +245,8 @@ def test_a_partial_run_builds_and_says_not_run_yet_with_the_command(chromium, pa
         if stem in not_run:
             text = page.visible_text
             command = f"sdfuse reproduce --profile smoke --only {not_run[stem]}"
-            assert f"Not run yet: this page’s notebook has not been run in this book. To fill this page, run {command}." \
-                in text, (name, text)
+            assert "Not run yet: this page’s notebook has not been run in this book. To fill this page, run" in text
+            assert command in text, (name, text)
             assert main(shlex.split(command)[1:] + ["--dry-run"]) == 0, capsys.readouterr().err
             _browser(chromium, "--window-size=1280,900", f"--screenshot={shots / stem}.png", base + name + ".html")
     _, intro = _render(chromium, base + "book/intro.html")

@@ -143,7 +143,7 @@ def test_reproduce_takes_local_weights_and_the_captioner_checkpoint(smoke_root, 
     table = pd.read_csv(tmp_path / "results" / "smoke" / "table2.csv")
     assert {"projection", "PCA 384", "PCA 256", "PCA 128"} <= set(table["setting"])
     provenance = json.loads((tmp_path / "results" / "smoke" / "table2.provenance.json").read_text())
-    assert provenance["sd_model"] == str(smoke_root / "models" / "sd")
+    assert provenance["sd_model"] == "$SDFUSE_HOME/smoke/models/sd"              # shown under $SDFUSE_HOME
     executed = (tmp_path / "book" / "tables" / "02_reduction.ipynb").read_text()
     assert "captioner_checkpoint" in executed and str(odise_checkpoint) in executed
 

@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FAILED = "failed in the last run (see its page)"
 TABLE1, TABLE2 = "Table 1: UNet layers", "Table 2: reduction"
 PAPER_TABLES = {"01_unet_layers": {"table1": paper.table1}, "02_reduction": {"table2": paper.table2}}
+PAGES = ["00_status.ipynb", "01_unet_layers.ipynb", "02_reduction.ipynb", "03_fusion_strategy.ipynb",
+         "04_alpha_sweep.ipynb", "05_dino_variants.ipynb", "06_outcomes.ipynb", "08_cub200.ipynb",
+         "10_match_your_images.ipynb", "99_run.ipynb"]
+"""Every page of the book's tables folder: the notebooks not run have a page saying so."""
 
 
 def _book(root: Path) -> Path:
@@ -191,8 +195,7 @@ def test_an_interrupted_run_leaves_pages_that_say_so_and_the_landing_page_builds
     assert set(_glued(status)) == _quoted("00_status")             # every value the landing page quotes
     assert all("not available" in value for value in _glued(status).values())
     assert set(_cells(root, TABLE1)["verdict"]) == {"failed in the last run: interrupted (see its page)"}
-    assert sorted(p.name for p in (root / "book" / "tables").iterdir()) == [
-        "00_status.ipynb", "01_unet_layers.ipynb", "99_run.ipynb"]                  # no temporary file left
+    assert sorted(p.name for p in (root / "book" / "tables").iterdir()) == PAGES   # no temporary file left
 
 
 def test_a_failing_cell_keeps_the_executed_notebook_with_the_values_it_could_not_glue(fake, tmp_path):
@@ -215,8 +218,7 @@ def test_a_full_disk_while_writing_a_page_leaves_a_valid_page_and_no_partial_fil
                                                                    "the executed notebook")
     page = _page(root, "01_unet_layers")
     assert "did not complete: it failed before its cells ran: StorageError" in page.cells[1].source
-    assert sorted(p.name for p in (root / "book" / "tables").iterdir()) == [
-        "00_status.ipynb", "01_unet_layers.ipynb", "99_run.ipynb"]
+    assert sorted(p.name for p in (root / "book" / "tables").iterdir()) == PAGES
     assert set(_cells(root, TABLE1)["verdict"]) == {FAILED}
 
     def full(self, *args, **kwargs):                               # the disk is full for every write now
@@ -245,10 +247,36 @@ def test_the_landing_page_headline_follows_the_status(monkeypatch):
         {"table": TABLE1, "cell": "2+5+8 · Fuse · PCK@0.10", "profile": "paper", "paper": fuse, "reproduced": None,
          "delta": None, "verdict": FAILED}])
     report.glue_status(rows, "paper")
-    assert glued == {"status_cells": "2", "headline_sd_pck10": "50.0", "headline_sd_pck10_paper": f"{sd:.1f}",
-                     "headline_fuse_pck10": f"not available: {FAILED}", "headline_fuse_pck10_paper": "62.2"}
+    assert {k: v for k, v in glued.items() if not k.startswith("summary_")} == {
+        "status_cells": "2", "headline_sd_pck10": "50.0", "headline_sd_pck10_paper": f"{sd:.1f}",
+        "headline_fuse_pck10": f"not available: {FAILED}", "headline_fuse_pck10_paper": "62.2"}
+    assert glued["summary_profile"] == "paper"
+    assert [glued[f"summary_table1_{c}"] for c in ("cell", "paper", "reproduced", "verdict")] == [
+        "2+5+8 · Fuse · PCK@0.10", "62.2", "–", FAILED]
+    assert [glued[f"summary_table6_{c}"] for c in ("cell", "paper", "reproduced", "verdict")] == [
+        "outcome 111", "39.28", "–", "not run: no paper results"]
     report.glue_status(rows, "smoke")
     assert glued["headline_sd_pck10"] == glued["headline_fuse_pck10"] == "not available: no smoke results"
+    assert glued["summary_profile"] == "smoke" and glued["summary_table1_verdict"] == "not run: no smoke results"
+
+
+def test_the_landing_summary_shows_each_headline_in_the_papers_precision_with_its_interval(monkeypatch):
+    glued = {}
+    monkeypatch.setattr(report, "glue_text", lambda name, text: glued.__setitem__(name, text))
+    monkeypatch.setattr(report, "glue_value", lambda name, value: None)
+    rows = pd.DataFrame([
+        {"table": TABLE1, "cell": "2+5+8 · Fuse · PCK@0.10", "profile": "paper", "paper": 62.2, "reproduced": 61.96,
+         "ci_low": 60.04, "ci_high": 63.96, "delta": -0.24, "verdict": "reproduced"},
+        {"table": "Table 6: outcomes", "cell": "outcome 111", "profile": "paper", "paper": 39.28, "reproduced": 40.123,
+         "ci_low": 39.001, "ci_high": 41.249, "delta": 0.843, "verdict": "reproduced"},
+        {"table": "Table 7: relative distances", "cell": "Average · SD correct match", "profile": "paper",
+         "paper": 0.218, "reproduced": 0.2, "ci_low": float("nan"), "ci_high": float("nan"), "delta": -0.018,
+         "verdict": "not judged: no interval in the results (rerun the table)"}])
+    report.glue_status(rows, "paper")
+    assert glued["summary_table1_reproduced"] == "62.0 [60.0, 64.0]" and glued["summary_table1_verdict"] == "reproduced"
+    assert glued["summary_table6_reproduced"] == "40.12 [39.00, 41.25]"
+    assert glued["summary_table7_reproduced"] == "0.200" and glued["summary_table7_paper"] == "0.218"
+    assert glued["summary_fig2_cell"] == "P(Fuse ✓ | SD ✓, DINO ✗)" and glued["summary_fig2_paper"] == "70.2"
 
 
 def test_the_run_page_names_an_unreadable_run_record_and_benchmark(tmp_path, monkeypatch):
