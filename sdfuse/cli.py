@@ -64,7 +64,7 @@ def cmd_extract(args) -> int:
 def cmd_make_assets(args) -> int:
     from .assets import ensure_assets
     from .parameters import ROOT_OPTION
-    from .profiles import sdfuse_home
+    from .paths import sdfuse_home
 
     root = ensure_assets(args.profile, ROOT_OPTION.check(args.root) if args.root else sdfuse_home() / args.profile)
     print(f"{args.profile} models and data in {root}")
@@ -76,11 +76,10 @@ def _data_root(args) -> "Path":
     from pathlib import Path
 
     from .parameters import ROOT_OPTION
+    from .paths import data_home
 
     if args.root is not None:
         return Path(ROOT_OPTION.check(args.root))
-    from .profiles import data_home  # imports the model stack: only when needed
-
     return Path(ROOT_OPTION.check(str(data_home())))
 
 

@@ -193,6 +193,10 @@ def test_every_page_reads_results_first_without_machine_paths(chromium, site, bu
             assert not page.inputs, name
         if stem in NOTEBOOKS.values():
             assert "<img" in dom and "Smoke profile: these numbers are NOT the paper" in page.visible_text, name
+        if name.startswith("book/tables/"):                    # Binder and Colab open the repository's notebook
+            launch = [link for link in page.links if link.startswith(("https://mybinder.org", "https://colab"))]
+            assert len(launch) == 2 and all(link.endswith(f"/notebooks/{stem}.ipynb") for link in launch), launch
+            assert (ROOT / "notebooks" / f"{stem}.ipynb").is_file()
         _assert_no_machine_path(page, name, built_book)
         shot = shots / f"{name.replace('/', '_')}.png"
         _browser(chromium, "--window-size=1280,1600", f"--screenshot={shot}", base + name + ".html")
