@@ -68,3 +68,20 @@ def test_a_failed_write_keeps_the_previous_bundle(results, monkeypatch):
         write_bundle(results)
     assert bundle_path(results).read_bytes() == before
     assert sorted(p.name for p in results.parent.iterdir()) == ["benchmark", "smoke", "smoke.zip"]
+
+
+def test_the_run_page_links_the_bundle_when_the_book_serves_it(results, tmp_path, monkeypatch):
+    from sdfuse.report import bundle_link
+
+    book = tmp_path                                                 # the results lie in the book's folder
+    (book / "_toc.yml").write_text("root: book/intro\n")
+    (book / "book" / "tables").mkdir(parents=True)
+    monkeypatch.chdir(book / "book" / "tables")                     # where papermill runs the run page
+    assert bundle_link(results) == "No results bundle: results/smoke.zip is written at the end of every " \
+                                   "`sdfuse reproduce`."
+    write_bundle(results)
+    link = bundle_link(results)
+    assert link.startswith("Results bundle: {download}`results/smoke.zip <../../results/smoke.zip>` (6 files, ")
+    assert link.endswith("the run record, and the benchmark).")
+    (book / "_toc.yml").unlink()                                    # no book above: nothing serves the zip
+    assert "{download}" not in bundle_link(results) and "which does not serve it" in bundle_link(results)
