@@ -24,15 +24,12 @@ from sdfuse import paper, report, run_record
 from sdfuse.errors import StorageError
 from sdfuse.runner import reproduce
 from sdfuse.status import status_table
+from tests.test_reliability_reproduce import PAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 FAILED = "failed in the last run (see its page)"
 TABLE1, TABLE2 = "Table 1: UNet layers", "Table 2: reduction"
 PAPER_TABLES = {"01_unet_layers": {"table1": paper.table1}, "02_reduction": {"table2": paper.table2}}
-PAGES = ["00_status.ipynb", "01_unet_layers.ipynb", "02_reduction.ipynb", "03_fusion_strategy.ipynb",
-         "04_alpha_sweep.ipynb", "05_dino_variants.ipynb", "06_outcomes.ipynb", "08_cub200.ipynb",
-         "10_match_your_images.ipynb", "99_run.ipynb"]
-"""Every page of the book's tables folder: the notebooks not run have a page saying so."""
 
 
 def _book(root: Path) -> Path:
