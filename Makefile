@@ -28,10 +28,11 @@ book: setup
 	echo "The book is at file://$(CURDIR)/_build/html/index.html"; \
 	exit $$status
 
-# One pytest-xdist worker per core (TEST_JOBS=1 for a single process); each test file stays on one worker.
+# One pytest-xdist worker per core (TEST_JOBS=0 for a single process); each test file stays on one worker
+# (tests/conftest.py's scheduler).
 TEST_JOBS ?= auto
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_JOBS)
 
 # Benchmark (not part of the tests): backbone passes, per-image and per-pair costs, memory, cache size,
 # bf16 parity; writes results/benchmark/benchmark.{json,md}. BENCH_ARGS=--quick or --full (see benchmarks/README.md).

@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BOOK_FILES = {"test_book.py", "test_browser.py", "test_reliability_reproduce.py"}
-"""The test files that share the session's built book (:func:`built_book`)."""
 
 if os.environ.get("PYTEST_XDIST_WORKER"):   # make test: one pytest-xdist worker per core, one BLAS thread per worker
     _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
@@ -16,12 +14,31 @@ if os.environ.get("PYTEST_XDIST_WORKER"):   # make test: one pytest-xdist worker
         os.environ.setdefault(_name, _threads)
 
 
+BOOK_FILES = {"test_book.py", "test_browser.py", "test_reliability_reproduce.py"}
+"""The test files that use the session's built book (:func:`built_book`): one worker runs them all."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """make test's pytest-xdist schedule: each test file on one worker (its module fixtures built once),
+    the files of :data:`BOOK_FILES` on the same one (the book built once). pytest 9 ignores the node-id
+    suffix by which xdist 3.8's own ``--dist loadgroup`` groups, hence a scheduler of our own."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "book" if Path(path).name in BOOK_FILES else path
+
+    return ByFile(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist's ``--dist loadgroup`` every test file runs on one worker, so its module
-    fixtures are built once, and the files sharing the built book run on the same worker."""
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("book" if name in BOOK_FILES else name))
+    """A test that uses the built book outside :data:`BOOK_FILES` would build it on a second worker."""
+    stray = sorted({item.path.name for item in items if "built_book" in getattr(item, "fixturenames", ())}
+                   - BOOK_FILES)
+    if stray:
+        raise pytest.UsageError(f"{stray} use built_book: add them to BOOK_FILES in tests/conftest.py")
 
 
 @pytest.fixture(scope="session", autouse=True)
