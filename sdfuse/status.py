@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper, run_record
+from .parameters import PROFILES
 from .paths import display_path, display_text
 
 
@@ -138,8 +139,8 @@ def profiles_present(results_root: Path) -> list[str]:
     root = Path(results_root)
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and ((p / "runs.json").is_file() or any(p.glob("*.csv")))) \
         if root.is_dir() else []
-    order = {"smoke": 0, "rehearsal": 1, "paper": 2}
-    return sorted(found, key=lambda name: (order.get(name, 2), name))
+    order = {name: rank for rank, name in enumerate(PROFILES)}       # smoke, rehearsal, paper; others after
+    return sorted(found, key=lambda name: (order.get(name, len(order)), name))
 
 
 NOT_CURRENT = {"failed": "failed in the last run (see its page)",
