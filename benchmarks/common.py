@@ -1,6 +1,8 @@
 """Timing, memory sampling and machine description shared by the benchmark sections."""
 from __future__ import annotations
 
+import copy
+import ctypes
 import os
 import platform
 import resource
@@ -112,6 +114,12 @@ class CpuShare:
         capacity = self.wall_s * (os.cpu_count() or 1)
         self.other_cpu_fraction = max(0.0, busy - self.own_cpu_s) / capacity if capacity else 0.0
 
+    def so_far(self) -> "CpuShare":
+        """The figures from entry until now, the measurement still running."""
+        snapshot = copy.copy(self)
+        snapshot.__exit__()
+        return snapshot
+
     def as_dict(self) -> dict:
         return {"wall_s": round(self.wall_s, 2), "own_cpu_s": round(self.own_cpu_s, 2),
                 "other_processes_cpu_fraction": round(self.other_cpu_fraction, 3)}
@@ -156,11 +164,40 @@ def pin_threads(threads: int) -> None:
     _LIMITS.append(threadpool_limits(limits=threads))       # kept alive for the whole run
 
 
+MALLOC_MMAP_THRESHOLD = 32 * 2 ** 20
+"""glibc's largest mmap threshold on 64-bit: every allocation below it comes from the heap."""
+MALLOC_TRIM_THRESHOLD = 2 ** 30
+_ALLOCATOR: dict = {"malloc": "adaptive"}
+
+
+def pin_allocator(malloc: str) -> dict:
+    """Fix glibc malloc's thresholds for the whole run (``malloc="fixed"``) or leave them adaptive.
+
+    By default glibc raises its mmap and trim thresholds as large blocks are freed, so whether a
+    22-MB temporary (one row of the reference's −L2 loop) is served from retained heap or mapped and
+    zero-filled afresh (5,400 page faults) depends on the allocation history: the same loop took
+    25–130 s between rounds. Fixed thresholds (mmap 32 MiB, trim 1 GiB, as ``mallopt`` sets them)
+    make every round allocate alike; nothing computed changes. Returns the setting recorded.
+    """
+    _ALLOCATOR.clear()
+    _ALLOCATOR["malloc"] = malloc
+    if malloc == "fixed":
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+        except OSError:
+            _ALLOCATOR["malloc"] = "adaptive (not glibc: thresholds left as they are)"
+            return dict(_ALLOCATOR)
+        ok = libc.mallopt(-3, MALLOC_MMAP_THRESHOLD) == 1 and libc.mallopt(-1, MALLOC_TRIM_THRESHOLD) == 1
+        _ALLOCATOR.update(mmap_threshold=MALLOC_MMAP_THRESHOLD, trim_threshold=MALLOC_TRIM_THRESHOLD, applied=ok)
+    return dict(_ALLOCATOR)
+
+
 def thread_settings() -> dict:
     """The thread counts the timings ran with: torch intra-/inter-op, and the BLAS/OpenMP pools."""
     import torch
 
     settings = {"torch_intra_op": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads(),
+                "allocator": dict(_ALLOCATOR),
                 "env": {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                                                  "OPENBLAS_NUM_THREADS")}}
     try:

@@ -14,6 +14,8 @@ Stages, each with its wall time, the images it sent through SD and DINOv2 and th
    with the filled cache: per notebook wall time (kernel start-up included) and the kernels' peak RSS.
 
 The result is the ``rehearsal`` section of ``benchmark.json`` (``--out``); the book's run page shows it.
+After every stage the section is written with ``status: partial`` and the stages so far, so an
+interrupted rehearsal keeps what it measured; the totals appear only when every stage has run.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def _stage(fn) -> tuple[object, dict]:
                    "other_processes_cpu_fraction": round(cpu.other_cpu_fraction, 3)}
 
 
-def run(only: list[str] | None = None) -> dict:
+def run(only: list[str] | None = None, on_stage=lambda partial: None) -> dict:
     from sdfuse import tables
     from sdfuse.assets import ensure_assets
     from sdfuse.profiles import resolve, sdfuse_home
@@ -74,6 +76,7 @@ def run(only: list[str] | None = None) -> dict:
                             "peak_rss_gib": max(cold["peak_rss_gib"], warm["peak_rss_gib"]),
                             "other_processes_cpu_fraction": cold["other_processes_cpu_fraction"]}
             print(f"[rehearsal] {name}: {cold['wall_s']:.0f} s cold, {warm['wall_s']:.1f} s warm", flush=True)
+            on_stage({"profile": "rehearsal", "grid": 60, "complete": False, "stages": dict(stages)})
         device = run_.sd.device
         del run_
         book = Path(tmp) / "book-root"
@@ -90,7 +93,7 @@ def run(only: list[str] | None = None) -> dict:
                                "kernels_peak_rss_gib": round(children_peak, 2)}
     extracted = sum(stages[n]["sd_images_extracted"] for n in selected)
     extraction_s = sum(stages[n]["cold_s"] - stages[n]["warm_s"] for n in selected)
-    return {"profile": "rehearsal", "grid": 60, "device": device, "stages": stages, "tables": selected,
+    return {"profile": "rehearsal", "grid": 60, "complete": True, "device": device, "stages": stages, "tables": selected,
             "unique_images": extracted, "seconds_per_image": round(extraction_s / extracted, 1) if extracted else None,
             "wall_s": round(time.perf_counter() - start, 1),
             "peak_rss_gib": max([s.get("peak_rss_gib", 0) for s in stages.values()]
@@ -103,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     from .run import DEFAULT_OUT, write_section
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    out = args.out or DEFAULT_OUT
     with CpuShare() as cpu:
-        result = run(args.only)
-    path = write_section(args.out or DEFAULT_OUT, "rehearsal", result, mode="rehearsal", cpu=cpu)
+        result = run(args.only, on_stage=lambda partial: write_section(out, "rehearsal", partial, mode="rehearsal",
+                                                                        cpu=cpu.so_far(), status="partial"))
+    path = write_section(out, "rehearsal", result, mode="rehearsal", cpu=cpu)
     print(f"[rehearsal] {result['unique_images']} images at {result['seconds_per_image']} s each, "
           f"{result['wall_s']:.0f} s in all, peak RSS {result['peak_rss_gib']} GiB; wrote {path}")
     return 0 if result["notebooks_ok"] else 1

@@ -20,7 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .common import CpuShare, machine, now_utc, pin_threads, process_peak_rss_gib, thread_settings
+from .common import CpuShare, machine, now_utc, pin_allocator, pin_threads, process_peak_rss_gib, thread_settings
 
 SCHEMA = "sdfuse-benchmark/2"
 SECTIONS = ("backbone_passes", "extraction_cost", "matching_cost", "smoke_tables", "cache_bytes", "precision_parity",
@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: results/benchmark)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch and BLAS threads for every timing (default: the logical cores)")
+    parser.add_argument("--malloc", choices=("fixed", "adaptive"), default="fixed",
+                        help="glibc malloc thresholds: fixed for the run (default; steady timings) or glibc's "
+                             "adaptive default")
     return parser
 
 
@@ -257,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     pin_threads(args.threads)
+    pin_allocator(args.malloc)
     mode = "quick" if args.quick else "full" if args.full else "default"
     selected = MODES[mode]
     if args.only:
@@ -280,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in SECTIONS:
             if name not in selected:
                 old = previous.get(name)
-                if old and old.get("status") in ("measured", "carried_over"):
-                    sections[name] = {**old, "status": "carried_over"}
+                if old and old.get("status") in ("measured", "carried_over", "partial"):
+                    sections[name] = {**old, "status": "partial" if old["status"] == "partial" else "carried_over"}
                 else:
                     sections[name] = {"status": "skipped", "note": f"not run in {mode} mode; use --full or --only {name}"}
                 continue
@@ -303,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated_at": now_utc(),
         "mode": mode,
         "command": "python -m benchmarks.run" + {"quick": " --quick", "full": " --full", "default": ""}[mode]
-                   + (f" --only {args.only}" if args.only else "") + f" --threads {args.threads}",
+                   + (f" --only {args.only}" if args.only else "") + f" --threads {args.threads} --malloc {args.malloc}",
         "machine": {**machine(), "load_average_1m_at_start": round(load_start[0], 2),
                     "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
         "threads": thread_settings(),
@@ -320,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(s.get("status") == "failed" for s in sections.values()) else 0
 
 
-def write_section(out: Path, name: str, result: dict, mode: str, cpu: CpuShare) -> Path:
+def write_section(out: Path, name: str, result: dict, mode: str, cpu: CpuShare, status: str = "measured") -> Path:
     """Add (or replace) one measured section of ``out/benchmark.json``, keeping the others; the summary
     and ``benchmark.md`` are rebuilt. Used by the benchmarks that run on their own (``benchmarks.gpu``,
     ``benchmarks.rehearsal``); ``cpu`` is the section's :class:`~benchmarks.common.CpuShare`."""
@@ -331,7 +335,7 @@ def write_section(out: Path, name: str, result: dict, mode: str, cpu: CpuShare) 
         "schema": SCHEMA, "mode": mode, "command": f"python -m benchmarks.{name}",
         "machine": {**machine(), "load_average_1m_at_start": load, "load_average_1m_at_end": load},
         "wall_time_s": cpu.wall_s, "process_peak_rss_gib": round(process_peak_rss_gib(), 3), "sections": {}}
-    report["sections"][name] = {"status": "measured", "measured_at": now_utc(), "mode": mode, "result": result,
+    report["sections"][name] = {"status": status, "measured_at": now_utc(), "mode": mode, "result": result,
                                 "cpu": cpu.as_dict()}
     report["generated_at"] = now_utc()
     report["summary"] = summarize(report["sections"])
