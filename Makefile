@@ -48,14 +48,14 @@ rehearse: setup
 # mutmut 3 in mutants/ (a copy of the code, reused by the next run), one single-threaded test process per
 # core, the smoke models built once; then the hand-written mutants of tests/protocol_mutants.toml; the score,
 # the survivors and those judged equivalent (tests/mutation_equivalents.toml) go to results/quality/mutation.json.
-# MUTANTS='sdfuse.geometry*' limits the run to some functions.
+# MUTANTS='sdfuse.protocol.geometry*' limits the run to some functions.
 MUTANT_ASSETS := mutants-assets
 mutate: setup
-	@$(BIN)/python -c "from sdfuse.assets import ensure_assets; ensure_assets('smoke', '$(MUTANT_ASSETS)')"
+	@$(BIN)/python -c "from sdfuse.profiles.assets import ensure_assets; ensure_assets('smoke', '$(MUTANT_ASSETS)')"
 	@export SDFUSE_TEST_SMOKE_ASSETS=$(CURDIR)/$(MUTANT_ASSETS) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; \
 	start=$$(date +%s); \
 	$(BIN)/python -m mutmut run --max-children $${MUTATE_JOBS:-2} $(MUTANTS); \
-	$(BIN)/python -m sdfuse.quality $$(( $$(date +%s) - start ))
+	$(BIN)/python -m sdfuse.book.quality $$(( $$(date +%s) - start ))
 
 clean:
 	rm -rf _build book/tables results mutants mutants-assets

@@ -1,4 +1,4 @@
-"""Cost of the bootstrap intervals per table: :func:`sdfuse.metrics.pck_table` with 1,000 resamples
+"""Cost of the bootstrap intervals per table: :func:`sdfuse.protocol.metrics.pck_table` with 1,000 resamples
 against the same call without intervals, on keypoint records of the paper's sizes.
 
 Records are synthetic (random errors, thresholds 100 px), shaped like a 14-row SPair-71k table
@@ -14,8 +14,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from sdfuse.bootstrap import RESAMPLES
-from sdfuse.metrics import RECORD_KEYS, SPAIR_ALPHAS, pck_table
+from sdfuse.protocol.bootstrap import RESAMPLES
+from sdfuse.protocol.metrics import RECORD_KEYS, SPAIR_ALPHAS, pck_table
 
 from .common import timed
 

@@ -3,7 +3,7 @@
 Each image has two entries of the paper profile's real sizes, float32: SD layers 2/5/8
 (1280×15×15, 1280×30×30, 640×60×60) and DINOv2 blocks 9 and 11 (2 × 768×60×60), ≈ 37 MB in all.
 Stub extractors (random tensors of those shapes) fill a cache for two images; then a warm run of
-one pair goes through the library's own path, :func:`sdfuse.evaluation.evaluate` with the default
+one pair goes through the library's own path, :func:`sdfuse.evaluation.keypoints.evaluate` with the default
 Fuse method: fresh :class:`~sdfuse.features.cache.CachedExtractor` objects (empty memory LRU, so
 all four entries are read from disk, the worst case), the read, co-PCA, fusion, matching and PCK
 records. :meth:`CachedExtractor.verify` is timed inside that run; the overhead is its time over
@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdfuse.datasets.pairs import Pair
-from sdfuse.evaluation import Method, evaluate
+from sdfuse.data.datasets.pairs import Pair
+from sdfuse.evaluation.pair_features import Method
+from sdfuse.evaluation.keypoints import evaluate
 from sdfuse.features.cache import CachedExtractor
 
 from .cache_size import DINO_SHAPES, SD_SHAPES
@@ -109,7 +110,7 @@ def run(reps: int = 3, keypoints: int = 10) -> dict:
             "overhead_fraction_resident": round(median["verify_resident_s"] / rest, 4),
             "target": f"<= {TARGET}", "target_met": overhead <= TARGET,
             "runs": [{k: round(v, 4) for k, v in r.items()} for r in runs],
-            "method": "sdfuse.evaluation.evaluate of one pair, default Fuse method, G = 60, fresh cache objects "
+            "method": "sdfuse.evaluation.keypoints.evaluate of one pair, default Fuse method, G = 60, fresh cache objects "
                       "(all 4 entries read from disk); verify timed inside the run and again on resident tensors; "
                       "overhead = verify / (run - verify), medians over reps"}
 

@@ -6,7 +6,7 @@
 It needs torch, diffusers, timm and transformers, and nothing else of the book's stack: no papermill,
 no jupyter, no network, no weights. It builds SD v1.5 (UNet, VAE, CLIP ViT-L/14 text encoder) and
 DINOv2 ViT-B/14 at their real sizes with seeded random weights in memory (the rehearsal profile's
-architectures, :mod:`sdfuse.assets`), writes synthetic real-size images (:mod:`sdfuse.datasets.synthetic`,
+architectures, :mod:`sdfuse.profiles.assets`), writes synthetic real-size images (:mod:`sdfuse.data.datasets.synthetic`,
 long side 504 px) and extracts every image at G = 60 in float32, float16 and bfloat16 through the
 library's extractors. It records, per dtype: seconds per image (median of the warm runs, synchronised),
 peak ``torch.cuda.max_memory_allocated``; float16/bfloat16 against float32: identical nearest
@@ -58,7 +58,7 @@ def build_models(spec):
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from sdfuse.assets import clip_tokenizer
+    from sdfuse.profiles.assets import clip_tokenizer
     from sdfuse.features.architectures import SD15_SCHEDULER
     from sdfuse.features.sd import SDModels, empty_prompt_embedding
 
@@ -120,12 +120,13 @@ def _on(device: torch.device, features: dict, part: int) -> dict:
 def run(device_name: str = "cuda", quick: bool = False) -> dict:
     """The whole check; returns the ``gpu`` section's result."""
     from benchmarks.passes import PAPER_SIZES
-    from sdfuse.assets import ASSETS
-    from sdfuse.datasets import load_spair
-    from sdfuse.datasets.synthetic import REAL_SIZE_SCALE, make_spair_like
-    from sdfuse.evaluation import Method, evaluate
-    from sdfuse.paper import TABLE1_SUBSETS
-    from sdfuse.precision import compare_records, table1_default_methods
+    from sdfuse.profiles.assets import ASSETS
+    from sdfuse.data.datasets import load_spair
+    from sdfuse.data.datasets.synthetic import REAL_SIZE_SCALE, make_spair_like
+    from sdfuse.evaluation.pair_features import Method
+    from sdfuse.evaluation.keypoints import evaluate
+    from sdfuse.tables.paper import TABLE1_SUBSETS
+    from sdfuse.tables.precision import compare_records, table1_default_methods
 
     setting = QUICK if quick else REAL
     device = torch.device(device_name)

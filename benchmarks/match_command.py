@@ -1,7 +1,7 @@
 """Wall time of ``sdfuse match`` at G = 60 on the CPU: a first call (empty feature cache) and repeated ones.
 
 Profile: ``rehearsal`` (the real SD v1.5 and DINOv2 ViT-B/14 architectures with random weights) when
-:data:`sdfuse.profiles.PROFILES` has it, else ``smoke`` (the output says which). The images are two
+:data:`sdfuse.profiles.runs.PROFILES` has it, else ``smoke`` (the output says which). The images are two
 that matplotlib ships (the Grace Hopper photograph, 512×600, and the present, 128×128). Every call
 is a fresh process, ``sdfuse match A B --profile P -p grid=60 -p device='cpu' --out …``, so it
 includes Python start-up, imports and model loading as a user sees them; the profile's assets (if it
@@ -25,7 +25,7 @@ IMAGES = (SAMPLE / "grace_hopper.jpg", SAMPLE / "Minduka_Present_Blue_Pack.png")
 
 def profile_to_time() -> str:
     """``rehearsal`` when the profiles have it, else ``smoke``."""
-    from sdfuse.profiles import PROFILES
+    from sdfuse.profiles.runs import PROFILES
 
     return "rehearsal" if "rehearsal" in PROFILES else "smoke"
 
@@ -41,7 +41,7 @@ def _match(profile: str, cache: Path, out: Path, extra: list[str], timeout: int)
 
 
 def run(workdir: Path, repeats: int = 2, timeout: int = 1800) -> dict:
-    from sdfuse.profiles import resolve
+    from sdfuse.profiles.runs import resolve
 
     profile = profile_to_time()
     resolve(profile, grid=GRID, device="cpu", progress=False)            # builds the profile's assets, untimed

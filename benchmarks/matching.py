@@ -4,13 +4,13 @@ whole, interleaved in one process, with the torch/BLAS threads pinned.
 Figures (each timed ``reps`` times, one of each per round, rounds in a row):
 
 - ``ours_fuse``: the library's whole per-pair step for the default Fuse method,
-  :func:`sdfuse.evaluation._evaluate_pair` on one pair of in-memory random float32 features (SD layers
+  :func:`sdfuse.evaluation.pair_features._evaluate_pair` on one pair of in-memory random float32 features (SD layers
   2/5/8 at 1280×15×15, 1280×30×30, 640×60×60; DINOv2 768×60×60; K keypoints): exact co-PCA (256 per
   layer), assembly, fusion, NN of the K keypoint rows, keypoint records.
 - ``ours_table1``: the same step for supp. Table 1's 14 methods (7 layer subsets × SD, Fuse) at once.
 - ``reference_fuse``: what ``pck_spair_pascal.py`` does per pair for one Fuse run (PROTOCOL §3.1, §5.2,
   §6, §14): ``co_pca`` (randomised ``pca_lowrank``, q = 256, niter = 2, torch 1.13's algorithm as
-  :func:`sdfuse.fusion.pca_lowrank_axes`) of layers 2, 5, 8, the [8 | 5 | 2] assembly, L2
+  :func:`sdfuse.protocol.fusion.pca_lowrank_axes`) of layers 2, 5, 8, the [8 | 5 | 2] assembly, L2
   normalisation, concatenation with DINOv2 (1536-d), then ``pairwise_sim``: a Python loop over all
   3600 source tokens, each ``-PairwiseDistance(p=2)`` to all 3600 target tokens, and the NN of the
   keypoint rows. Timed whole: all 3600 rows, nothing extrapolated.
@@ -34,10 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sdfuse.datasets.pairs import Pair
-from sdfuse.evaluation import Method, _evaluate_pair, pair_features
-from sdfuse.fusion import pca_lowrank_axes
-from sdfuse.paper import TABLE1_SUBSETS, subset_label
+from sdfuse.data.datasets.pairs import Pair
+from sdfuse.evaluation.pair_features import Method, _evaluate_pair, pair_features
+from sdfuse.protocol.fusion import pca_lowrank_axes
+from sdfuse.tables.paper import TABLE1_SUBSETS, subset_label
 
 from .common import CpuTally, thread_settings
 
@@ -153,7 +153,7 @@ def _stage_profile(x: dict) -> dict:
     start = time.perf_counter()
     features = pair_features(x["pair"], TABLE1, GRID, x["sd"], x["dino"])
     middle = time.perf_counter()
-    from sdfuse.evaluation import pair_keypoints
+    from sdfuse.evaluation.pair_features import pair_keypoints
 
     _, rows, _, _ = pair_keypoints(x["pair"], GRID)
     for method in TABLE1.values():

@@ -43,7 +43,7 @@ class RefRun:
 
 def reference_runs() -> list[RefRun]:
     """Every row of supp. Tables 1, 2, 3, 5, 6, 8 and the α sweep as computed by this project."""
-    from sdfuse.paper import TABLE1_SUBSETS, subset_label
+    from sdfuse.tables.paper import TABLE1_SUBSETS, subset_label
 
     default = "Table 1 SPair Fuse 2+5+8"
     sd_default = "Table 1 SPair SD 2+5+8"
@@ -142,10 +142,10 @@ def measure_smoke(workdir: str | os.PathLike | None = None) -> dict:
     from diffusers import AutoencoderKL
 
     from sdfuse import tables
-    from sdfuse.datasets.cub import load_cub
-    from sdfuse.datasets.pfpascal import load_pfpascal
-    from sdfuse.datasets.tss import load_tss
-    from sdfuse.profiles import resolve
+    from sdfuse.data.datasets.cub import load_cub
+    from sdfuse.data.datasets.pfpascal import load_pfpascal
+    from sdfuse.data.datasets.tss import load_tss
+    from sdfuse.profiles.runs import resolve
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="sdfuse-bench-passes-"))
     run = resolve("smoke", cache_dir=workdir / "features", results_dir=workdir / "results", progress=False)

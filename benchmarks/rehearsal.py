@@ -6,7 +6,7 @@
 
 Stages, each with its wall time, the images it sent through SD and DINOv2 and the process's peak RSS:
 
-1. ``assets``: building (or finding) the rehearsal models and fixtures (:func:`sdfuse.assets.ensure_assets`);
+1. ``assets``: building (or finding) the rehearsal models and fixtures (:func:`sdfuse.profiles.assets.ensure_assets`);
 2. one stage per table function of :mod:`sdfuse.tables`, in the book's order, on an empty feature
    cache: ``cold_s`` includes the extraction of the images it is the first to need, ``warm_s`` is the
    same function again on the filled cache (evaluation alone);
@@ -52,9 +52,10 @@ def _stage(fn) -> tuple[object, dict]:
 
 def run(only: list[str] | None = None, on_stage=lambda partial: None) -> dict:
     from sdfuse import tables
-    from sdfuse.assets import ensure_assets
-    from sdfuse.profiles import resolve, sdfuse_home
-    from sdfuse.runner import NOTEBOOKS, reproduce
+    from sdfuse.profiles.assets import ensure_assets
+    from sdfuse.profiles.runs import resolve, sdfuse_home
+    from sdfuse.profiles.parameters import NOTEBOOKS
+    from sdfuse.book.runner import reproduce
 
     selected = only or list(STAGES)
     unknown = sorted(set(selected) - set(STAGES))

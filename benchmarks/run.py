@@ -54,7 +54,7 @@ def _section(name: str, mode: str, workdir: Path):
         from . import cache_size
         return cache_size.run()
     if name == "precision_parity":
-        from sdfuse.precision import precision_parity
+        from sdfuse.tables.precision import precision_parity
         return precision_parity("smoke", "float32", "bfloat16", reference_cache=workdir / "parity" / "fp32",
                                 candidate_cache=workdir / "parity" / "bf16")
     if name == "smoke_end_to_end":

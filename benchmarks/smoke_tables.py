@@ -2,7 +2,7 @@
 
 One pass calls, in this process, :mod:`sdfuse.tables`' ``table1``, ``table2``, ``table3``,
 ``alpha_sweep``, ``outcomes``, ``table5`` and ``table8`` and the Table 2 page's
-:func:`sdfuse.co_pca_randomness.seed_spread` on the smoke profile: no notebook kernel start-up, no
+:func:`sdfuse.tables.co_pca_randomness.seed_spread` on the smoke profile: no notebook kernel start-up, no
 rendering, no backbone forwards (a first, untimed pass fills the cache). Each timed pass resolves a
 fresh run on that cache, so features come from disk as in a notebook, and is timed as a whole and per
 table; any change in the per-pair path (co-PCA, similarities, records, PCK) shows in it.
@@ -18,8 +18,9 @@ TABLES = ("table1", "table2", "table3", "alpha_sweep", "outcomes", "table5", "ta
 
 
 def _one_pass(cache: Path) -> dict[str, float]:
-    from sdfuse import co_pca_randomness, tables
-    from sdfuse.profiles import resolve
+    from sdfuse.tables import co_pca_randomness
+    from sdfuse import tables
+    from sdfuse.profiles.runs import resolve
 
     run = resolve("smoke", cache_dir=cache, progress=False)
     seconds = {}

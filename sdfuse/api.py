@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .datasets.derived import cached_png
-from .datasets.pairs import Pair
+from .data.datasets.derived import cached_png
+from .data.datasets.pairs import Pair
 from .errors import ConfigError, DatasetError, WeightsNotFoundError
-from .evaluation import Method, PairFeatures, pair_features
-from .geometry import DINO_PATCH, map_keypoints, unmap_keypoints
-from .images import check_size, open_rgb, to_rgb
-from .matching import dense_nearest, match_keypoints
-from .profiles import Run, resolve
+from .evaluation.pair_features import Method, PairFeatures, pair_features
+from .protocol.geometry import DINO_PATCH, map_keypoints, unmap_keypoints
+from .data.images import check_size, open_rgb, to_rgb
+from .protocol.matching import dense_nearest, match_keypoints
+from .profiles.runs import Run, resolve
 
 DEFAULT_PROFILE = "paper"
 """The profile :func:`match`, :func:`describe` and ``sdfuse match`` use when none is given."""
@@ -38,7 +38,7 @@ GRID_POINTS = 4
 
 def run_for(run: Run | None = None, profile: str | None = None, **run_options) -> Run:
     """``run`` itself, else :func:`~sdfuse.profiles.resolve` of ``profile`` (default :data:`DEFAULT_PROFILE`)
-    with the run parameters ``run_options`` (:data:`sdfuse.parameters.RUN_PARAMETERS`, checked there)."""
+    with the run parameters ``run_options`` (:data:`sdfuse.profiles.parameters.RUN_PARAMETERS`, checked there)."""
     if run is not None:
         if profile is not None or run_options:
             raise ConfigError("pass either run=... or profile/run options, not both")
@@ -61,10 +61,10 @@ def _array_image(array: np.ndarray, label: str) -> Image.Image:
 
 
 def image_file(image, run: Run, name: str = "") -> tuple[Path, tuple[int, int]]:
-    """(path, (W, H)) of a path, PIL image or array, checked like every dataset image (:mod:`sdfuse.images`).
+    """(path, (W, H)) of a path, PIL image or array, checked like every dataset image (:mod:`sdfuse.data.images`).
 
     A path must be a readable image file; an in-memory image is converted to 8-bit RGB and stored
-    as ``<cache>/derived/inputs/<pixel digest>.png`` (:func:`sdfuse.datasets.derived.cached_png`:
+    as ``<cache>/derived/inputs/<pixel digest>.png`` (:func:`sdfuse.data.datasets.derived.cached_png`:
     atomically, once, rewritten if damaged). ``name`` ("A", "B") labels the image in error messages.
     """
     label = f"image {name}" if name else "the image"
@@ -168,8 +168,8 @@ class Correspondence:
         return dense_nearest(*self.features.descriptors(self.method))
 
     def picture(self, points, predicted, dense: bool = False) -> Image.Image:
-        """:func:`sdfuse.viz.match_picture` of this pair: lines from ``points`` to ``predicted``, and the dense maps."""
-        from .viz import dense_panels, match_picture
+        """:func:`sdfuse.book.viz.match_picture` of this pair: lines from ``points`` to ``predicted``, and the dense maps."""
+        from .book.viz import dense_panels, match_picture
 
         images = (open_rgb(self.pair.src_image), open_rgb(self.pair.trg_image))
         panels = dense_panels(*images, self.dense(), self.run.grid) if dense else None

@@ -14,8 +14,8 @@ RESUME = ("finished feature-cache entries, results files and pages are complete 
 
 
 def cmd_reproduce(args) -> int:
-    from .parameters import parse_assignments
-    from .runner import book_root, plan, reproduce
+    from .profiles.parameters import parse_assignments
+    from .book.runner import book_root, plan, reproduce
 
     only = [name.strip() for name in args.only.split(",")] if args.only is not None else None
     parameters = parse_assignments(args.param)
@@ -38,15 +38,15 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from .parameters import check_values, parse_assignments
+    from .profiles.parameters import check_values, parse_assignments
 
     params = check_values(parse_assignments(args.param))
     if args.dry_run:
         print(f"would extract the SPair-71k images of the {args.profile} profile with "
               + (", ".join(f"{key}={value!r}" for key, value in params.items()) or "its defaults"))
         return 0
-    from .profiles import resolve
-    from .shard import distributed, shard_images
+    from .profiles.runs import resolve
+    from .features.shard import distributed, shard_images
 
     run = resolve(args.profile, **params)
     pairs = run.spair_pairs()
@@ -62,9 +62,9 @@ def cmd_extract(args) -> int:
 
 
 def cmd_make_assets(args) -> int:
-    from .assets import ensure_assets
-    from .parameters import ROOT_OPTION
-    from .paths import sdfuse_home
+    from .profiles.assets import ensure_assets
+    from .profiles.parameters import ROOT_OPTION
+    from .data.paths import sdfuse_home
 
     root = ensure_assets(args.profile, ROOT_OPTION.check(args.root) if args.root else sdfuse_home() / args.profile)
     print(f"{args.profile} models and data in {root}")
@@ -75,8 +75,8 @@ def _data_root(args) -> "Path":
     """``--root`` as a path, else the data home ($SDFUSE_DATA)."""
     from pathlib import Path
 
-    from .parameters import ROOT_OPTION
-    from .paths import data_home
+    from .profiles.parameters import ROOT_OPTION
+    from .data.paths import data_home
 
     if args.root is not None:
         return Path(ROOT_OPTION.check(args.root))
@@ -84,8 +84,8 @@ def _data_root(args) -> "Path":
 
 
 def cmd_data_list(args) -> int:
-    from .datastore import fetch_command, statuses
-    from .manifests import display_path
+    from .data.datastore import fetch_command, statuses
+    from .data.manifests import display_path
 
     root = _data_root(args)
     rows = statuses(root)
@@ -101,9 +101,9 @@ def cmd_data_list(args) -> int:
 
 
 def cmd_data_fetch(args) -> int:
-    from .datastore import fetch
-    from .manifests import load_manifest
-    from .parameters import MIRROR_OPTION
+    from .data.datastore import fetch
+    from .data.manifests import load_manifest
+    from .profiles.parameters import MIRROR_OPTION
 
     root = _data_root(args)
     mirror = MIRROR_OPTION.check(args.mirror)
@@ -115,7 +115,7 @@ def cmd_data_fetch(args) -> int:
 
 
 def cmd_data_verify(args) -> int:
-    from .datastore import verify
+    from .data.datastore import verify
 
     report = verify(args.name, _data_root(args))
     for note in report.notes:
@@ -135,8 +135,8 @@ def cmd_match(args) -> int:
     import json
 
     from .api import correspondence, grid_points, parse_points, smoke_hint
-    from .parameters import PICTURE_OPTION, parse_assignments
-    from .viz import picture_format, save_picture
+    from .profiles.parameters import PICTURE_OPTION, parse_assignments
+    from .book.viz import picture_format, save_picture
 
     picture_format(PICTURE_OPTION.check(args.out))
     points = parse_points(args.points) if args.points is not None else None
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    from .parameters import PROFILES
+    from .profiles.parameters import PROFILES
 
     profile_help = "smoke (tiny models, default), rehearsal (real architectures, random weights) or paper"
     rep = sub.add_parser("reproduce", help="run the table notebooks with papermill into the book")

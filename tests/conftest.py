@@ -60,11 +60,11 @@ def smoke_root(sdfuse_home) -> Path:
     """The smoke assets: models/sd (diffusers), models/dino (timm), SPair-71k (synthetic).
 
     Built once per session, except when ``$SDFUSE_TEST_SMOKE_ASSETS`` names a folder that
-    ``sdfuse.assets.ensure_assets("smoke", ...)`` built: ``make mutate`` builds it once, so that each
+    ``sdfuse.profiles.assets.ensure_assets("smoke", ...)`` built: ``make mutate`` builds it once, so that each
     mutant's test session (a fresh session per mutant) does not rebuild the models. Only the
     read-only assets are shared; the feature cache stays per session.
     """
-    from sdfuse.assets import ensure_assets
+    from sdfuse.profiles.assets import ensure_assets
 
     prebuilt = os.environ.get("SDFUSE_TEST_SMOKE_ASSETS")
     if prebuilt:
@@ -80,7 +80,8 @@ def built_book(smoke_root, tmp_path_factory) -> Path:
     import subprocess
     import sys
 
-    from sdfuse.runner import NOTEBOOKS, SUMMARY_NOTEBOOKS, reproduce
+    from sdfuse.profiles.parameters import NOTEBOOKS
+    from sdfuse.book.runner import SUMMARY_NOTEBOOKS, reproduce
 
     root = tmp_path_factory.mktemp("book")
     for name in ("_config.yml", "_toc.yml"):

@@ -1,7 +1,7 @@
 """An oracle backbone for the synthetic fixtures: features that are known functions of each cell's true position.
 
 The fixtures draw every image as a base picture under a recorded similarity warp
-(:data:`sdfuse.datasets.synthetic.WARPS_FILE`), so the base-picture ("canonical") position of every
+(:data:`sdfuse.data.datasets.synthetic.WARPS_FILE`), so the base-picture ("canonical") position of every
 pixel is known. The oracle's DINO tokens are unit-norm Fourier features of the canonical position
 of each cell's centre (zero off the picture), the same for blocks 9 and 11; its SD layers are zero,
 so SD alone matches every keypoint to cell 0 and every fusion matches as DINO does. Through the
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdfuse.datasets.synthetic import WARPS_FILE
+from sdfuse.data.datasets.synthetic import WARPS_FILE
 
 from .feature_stubs import StubConfig, pixel_digest
 

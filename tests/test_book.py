@@ -7,7 +7,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from sdfuse.runner import NOTEBOOK_DIR, NOTEBOOKS
+from sdfuse.profiles.parameters import NOTEBOOK_DIR, NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def book_root(built_book):
 def test_templates_are_stripped_and_tagged():
     """Results first: every code cell is removed from the page (plumbing) or folded under a toggle
     labelled "How this page was computed: …" (parameters, setup, computation)."""
-    from sdfuse.runner import COMPUTED
+    from sdfuse.book.runner import COMPUTED
 
     for path in NOTEBOOK_DIR.glob("*.ipynb"):
         nb = nbformat.read(path, as_version=4)
@@ -57,7 +57,7 @@ def test_templates_are_stripped_and_tagged():
 
 
 def test_the_landing_page_quotes_every_table_of_the_status():
-    from sdfuse.status import TABLES
+    from sdfuse.book.status import TABLES
 
     page = (Path(__file__).resolve().parents[1] / "book" / "intro.md").read_text()
     rows = [line for line in page.splitlines() if line.startswith("| [") and "::summary_" in line]
@@ -71,7 +71,7 @@ def test_the_landing_page_quotes_every_table_of_the_status():
 def test_executed_pages_fold_papermills_cell_and_show_no_machine_path(book_root):
     """The injected cell is folded like the parameters cell, and it and papermill's metadata say where
     the results went relative to the book's folder."""
-    from sdfuse.runner import INJECTED_PROMPT
+    from sdfuse.book.runner import INJECTED_PROMPT
 
     for stem in ("01_unet_layers", "00_status"):
         text = (book_root / "book" / "tables" / f"{stem}.ipynb").read_text()
@@ -130,14 +130,14 @@ def test_book_builds_strictly_with_the_smoke_banner(book_root):
                        "and category == 'all'")["value"].item()
     assert "Headline of this build" in intro and f"Fuse {fuse:.1f} (paper 62.2)" in _text(html / "book" / "intro.html")
     reliability = _text(html / "book" / "reliability.html")
-    from sdfuse.reliability import GUARANTEES, count_tests
+    from sdfuse.book.reliability import GUARANTEES, count_tests
 
     counts = count_tests()
     assert all(f"{counts[g.key][0]} test functions" in reliability for g in GUARANTEES)
 
 
 def test_status_page_lists_every_cell(book_root):
-    from sdfuse.status import status_table
+    from sdfuse.book.status import status_table
 
     status = status_table(book_root / "results")
     assert set(status["profile"]) == {"smoke"}
@@ -158,8 +158,8 @@ def test_a_failed_table_stays_failed_after_another_table_runs_and_the_book_build
     import subprocess
     import sys
 
-    from sdfuse.runner import reproduce
-    from sdfuse.status import status_table
+    from sdfuse.book.runner import reproduce
+    from sdfuse.book.status import status_table
 
     copy = tmp_path / "book"
     shutil.copytree(book_root, copy, ignore=shutil.ignore_patterns("_build"))
@@ -189,8 +189,8 @@ def test_a_failed_table_stays_failed_after_another_table_runs_and_the_book_build
 
 
 def test_run_page_reads_a_benchmark_result(tmp_path):
-    from sdfuse.report import benchmark_table
-    from sdfuse.status import profiles_present
+    from sdfuse.book.run_page import benchmark_table
+    from sdfuse.book.status import profiles_present
 
     folder = tmp_path / "benchmark"
     folder.mkdir()
@@ -207,7 +207,7 @@ def test_run_page_reads_a_benchmark_result(tmp_path):
 def test_the_reliability_page_quotes_every_guarantee_and_every_reliability_test_file_is_counted():
     import re
 
-    from sdfuse.reliability import GUARANTEES, TESTS_DIR
+    from sdfuse.book.reliability import GUARANTEES, TESTS_DIR
 
     page = (Path(__file__).resolve().parents[1] / "book" / "reliability.md").read_text()
     quoted = re.findall(r"tables/99_run\.ipynb::reliability_(\w+):s", page)
@@ -218,8 +218,8 @@ def test_the_reliability_page_quotes_every_guarantee_and_every_reliability_test_
 
 
 def test_tests_are_counted_from_the_files(tmp_path, monkeypatch):
-    import sdfuse.reliability as reliability
-    from sdfuse.reliability import Guarantee, count_file, count_tests
+    import sdfuse.book.reliability as reliability
+    from sdfuse.book.reliability import Guarantee, count_file, count_tests
 
     (tmp_path / "test_a.py").write_text(
         "import pytest\nfrom hypothesis import given, strategies as st\n\n"

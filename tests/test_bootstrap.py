@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sdfuse import bootstrap
-from sdfuse.dense import tss_summary
+from sdfuse.protocol import bootstrap
+from sdfuse.evaluation.tss import tss_summary
 from sdfuse.errors import ConfigError
-from sdfuse.metrics import AGGREGATES, pck_table
-from sdfuse.outcomes import OUTCOME_CLASSES, outcome_tables
+from sdfuse.protocol.metrics import AGGREGATES, pck_table
+from sdfuse.protocol.outcomes import OUTCOME_CLASSES, outcome_tables
 
 
 def records_of(pairs):
@@ -59,7 +59,7 @@ def test_resampling_stays_within_categories():
 
 
 def naive_bootstrap(records, alpha, resamples, seed):
-    """Record-level bootstrap written out pair by pair, drawing as :mod:`sdfuse.bootstrap` documents it:
+    """Record-level bootstrap written out pair by pair, drawing as :mod:`sdfuse.protocol.bootstrap` documents it:
     one default_rng(seed), categories in sorted order, for each n pairs an (resamples, n) integer draw."""
     rng = np.random.default_rng(seed)
     pairs = {c: sorted(records.loc[records["category"] == c, "pair"].unique()) for c in sorted(records["category"].unique())}

@@ -34,8 +34,9 @@ import pytest
 import yaml
 
 from sdfuse.cli import main
-from sdfuse.runner import COMPUTED, NOTEBOOKS, SUMMARY_NOTEBOOKS, reproduce
-from sdfuse.status import TABLES
+from sdfuse.book.runner import COMPUTED, SUMMARY_NOTEBOOKS, reproduce
+from sdfuse.profiles.parameters import NOTEBOOKS
+from sdfuse.book.status import TABLES
 
 from .conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""The results bundle (:mod:`sdfuse.bundle`): what ``results/<profile>.zip`` holds, written atomically."""
+"""The results bundle (:mod:`sdfuse.book.bundle`): what ``results/<profile>.zip`` holds, written atomically."""
 from __future__ import annotations
 
 import gzip
@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from sdfuse.bundle import bundle_path, write_bundle
+from sdfuse.book.bundle import bundle_path, write_bundle
 from sdfuse.errors import StorageError
 
 
@@ -71,7 +71,7 @@ def test_a_failed_write_keeps_the_previous_bundle(results, monkeypatch):
 
 
 def test_the_run_page_links_the_bundle_when_the_book_serves_it(results, tmp_path, monkeypatch):
-    from sdfuse.report import bundle_link
+    from sdfuse.book.run_page import bundle_link
 
     book = tmp_path                                                 # the results lie in the book's folder
     (book / "_toc.yml").write_text("root: book/intro\n")

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from sdfuse.errors import FeatureError
 from sdfuse.features.cache import CachedExtractor
 from sdfuse.features.dino import DinoConfig, DinoFeatureExtractor
-from sdfuse.images import open_rgb
+from sdfuse.data.images import open_rgb
 
 
 @pytest.fixture(scope="module")

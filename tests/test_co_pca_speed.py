@@ -3,8 +3,8 @@ within float32 tolerance of the all-float64 computation (PROTOCOL §3.1)."""
 import numpy as np
 import torch
 
-from sdfuse.fusion import _top_eigenpairs, co_pca
-from sdfuse.matching import nearest_patches
+from sdfuse.protocol.fusion import _top_eigenpairs, co_pca
+from sdfuse.protocol.matching import nearest_patches
 
 
 def _all_float64(src, trg, dim):

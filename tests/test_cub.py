@@ -6,10 +6,10 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from sdfuse.datasets.cub import (CUB_CLASSES, asic_crop, asic_square_box, crop_keypoints, load_cub, py2_round,
-                                 read_part_locs)
-from sdfuse.datasets.synthetic import base_pictures
-from sdfuse.datasets.synthetic_formats import CUB_FIXTURE_CLASSES, cub_part_positions, make_cub_like
+from sdfuse.data.datasets.cub import (CUB_CLASSES, asic_crop, asic_square_box, crop_keypoints, load_cub, py2_round,
+                                      read_part_locs)
+from sdfuse.data.datasets.synthetic import base_pictures
+from sdfuse.data.datasets.synthetic_formats import CUB_FIXTURE_CLASSES, cub_part_positions, make_cub_like
 from sdfuse.errors import DatasetError
 
 MAT = ("cachedir", "cub", "data", "test_cub_cleaned.mat")

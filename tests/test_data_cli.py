@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from sdfuse.cli import main
-from sdfuse.download import CHUNK_BYTES
-from sdfuse.manifests import MANIFEST_DIR, load_manifest, manifest_names, validate_manifest
+from sdfuse.data.download import CHUNK_BYTES
+from sdfuse.data.manifests import MANIFEST_DIR, load_manifest, manifest_names, validate_manifest
 
 ARCHIVE = "mini.tar.gz"
 KEY = f"mini/{ARCHIVE}"

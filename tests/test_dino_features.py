@@ -66,7 +66,7 @@ def test_tokens_equal_timm_with_the_hub_embedding_written_in(smoke_dino, smoke_r
     fixed.load_state_dict(state)
     fixed.eval()
     from sdfuse.features.dino import IMAGENET_MEAN, IMAGENET_STD
-    from sdfuse.geometry import resize_pad
+    from sdfuse.protocol.geometry import resize_pad
 
     pixels = torch.from_numpy(np.asarray(resize_pad(image, 168)).copy()).permute(2, 0, 1).float() / 255
     pixels = (pixels - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)

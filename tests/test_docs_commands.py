@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from sdfuse import parameters
+from sdfuse.profiles import parameters
 from sdfuse.cli import build_parser, main
-from sdfuse.runner import NOTEBOOK_DIR, notebook_parameters
+from sdfuse.profiles.parameters import NOTEBOOK_DIR
+from sdfuse.book.runner import notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ["README.md", "benchmarks/README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "book").glob("*.md"))]
@@ -110,7 +111,7 @@ def check_command(command: str, stand_in: dict, capsys) -> None:
         else:
             build_parser().parse_args(args)                       # SystemExit(2) when refused
             if args[:2] in (["data", "fetch"], ["data", "verify"]):
-                from sdfuse.manifests import load_manifest
+                from sdfuse.data.manifests import load_manifest
                 load_manifest(args[2])
     elif words[0] == "make":
         target = [w for w in words[1:] if "=" not in w]
@@ -134,7 +135,7 @@ def check_command(command: str, stand_in: dict, capsys) -> None:
                 parameters.check_values({key: parameters.parse_assignment(f"{key}={value}")[1]})
     elif words[:2] == ["python", "-m"] and words[2].startswith("benchmarks."):
         importlib.import_module(words[2]).build_parser().parse_args(words[3:])
-    elif words[:3] == ["python", "-m", "sdfuse.parameters"]:
+    elif words[:3] == ["python", "-m", "sdfuse.profiles.parameters"]:
         assert all((ROOT / w).is_file() for w in words[3:])
     else:
         assert any(command.removeprefix(".venv/bin/").startswith(e) for e in EXTERNAL), \

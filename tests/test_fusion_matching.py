@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from sdfuse.errors import ConfigError
-from sdfuse.fusion import assemble_sd, co_pca, co_pca_layers, fuse, l2_normalize
-from sdfuse.matching import match_keypoints, nearest_patches
+from sdfuse.protocol.fusion import assemble_sd, co_pca, co_pca_layers, fuse, l2_normalize
+from sdfuse.protocol.matching import match_keypoints, nearest_patches
 
 
 def _rotation(dim, seed):

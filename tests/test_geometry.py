@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdfuse.geometry import (map_keypoints, pad_offsets, patch_index, patch_to_pixel, pixel_to_patch,
-                             resize_pad, resized_content_size)
+from sdfuse.protocol.geometry import (map_keypoints, pad_offsets, patch_index, patch_to_pixel, pixel_to_patch,
+                                      resize_pad, resized_content_size)
 
 
 @pytest.mark.parametrize("size, target, expected", [

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdfuse import viz
+from sdfuse.book import viz
 from sdfuse.cli import main
-from sdfuse.profiles import resolve
+from sdfuse.profiles.runs import resolve
 
 from .test_api import descriptors_by_hand, photos, points_by_hand  # noqa: F401 - photos is a fixture
 

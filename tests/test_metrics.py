@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sdfuse.datasets import Pair
-from sdfuse.metrics import aggregates, correct, pck_table, per_category
+from sdfuse.data.datasets import Pair
+from sdfuse.protocol.metrics import aggregates, correct, pck_table, per_category
 
 
 def test_threshold_is_strict():

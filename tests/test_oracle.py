@@ -19,14 +19,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sdfuse import outcomes, tables
-from sdfuse.datasets.cub import asic_square_box, load_cub
-from sdfuse.datasets.pfpascal import PF_PASCAL_CLASSES, load_pfpascal
-from sdfuse.datasets.synthetic import make_spair_like
-from sdfuse.datasets.synthetic_formats import CUB_TRAIN_IMAGE, make_cub_like, make_pfpascal_like
-from sdfuse.evaluation import Method
+from sdfuse import tables
+from sdfuse.protocol import outcomes
+from sdfuse.tables.common import keypoint_pck, prefill_features
+from sdfuse.data.datasets.cub import asic_square_box, load_cub
+from sdfuse.data.datasets.pfpascal import PF_PASCAL_CLASSES, load_pfpascal
+from sdfuse.data.datasets.synthetic import make_spair_like
+from sdfuse.data.datasets.synthetic_formats import CUB_TRAIN_IMAGE, make_cub_like, make_pfpascal_like
+from sdfuse.evaluation.pair_features import Method
 from sdfuse.features.cache import CachedExtractor
-from sdfuse.profiles import resolve
+from sdfuse.profiles.runs import resolve
 
 from .feature_stubs import pixel_digest
 from .oracle import OracleExtractor, View, dino_tokens, read_warps, views_of, warp_view
@@ -225,8 +227,8 @@ def test_pfpascal_keypoint_rows_reach_the_oracles_pck(oracle_run):
     methods = {"DINOv2": Method("DINO"), "Ensemble": Method("DINO", dino_blocks=(9, 11)),
                "Fuse": Method("Fuse", pca_dim=oracle_run.pca_dim)}
     pairs = load_pfpascal(oracle_run.pfpascal_root)
-    tables._prefill(oracle_run, pairs)
-    table = tables.keypoint_pck(oracle_run, pairs, {name: (name, m) for name, m in methods.items()},
+    prefill_features(oracle_run, pairs)
+    table = keypoint_pck(oracle_run, pairs, {name: (name, m) for name, m in methods.items()},
                                 (0.05, 0.10, 0.15), "PF-Pascal")
     expected = expected_keypoints(pfpascal_pairs(oracle_run.pfpascal_root), oracle_run.dino_features.extractor.views)
     assert len(expected) == 6 * 9 + 3 * 6 - 2                      # two pairs lose the hidden keypoint

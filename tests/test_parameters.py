@@ -11,10 +11,10 @@ import papermill
 import pytest
 
 from sdfuse.errors import ConfigError
-from sdfuse.parameters import (BY_NAME, GENERATED_END, RUN_PARAMETERS, check_values, parse_assignment,
-                               parse_assignments, parameters_block)
-from sdfuse.profiles import resolve
-from sdfuse.runner import NOTEBOOK_DIR, NOTEBOOKS
+from sdfuse.profiles.parameters import (BY_NAME, GENERATED_END, RUN_PARAMETERS, check_values, parse_assignment,
+                                        parse_assignments, parameters_block)
+from sdfuse.profiles.runs import resolve
+from sdfuse.profiles.parameters import NOTEBOOK_DIR, NOTEBOOKS
 from tests.test_projection import odise_checkpoint  # noqa: F401  (a fixture)
 
 SDFUSE = str(Path(sys.executable).parent / "sdfuse")
@@ -40,7 +40,7 @@ def test_every_table_notebook_declares_every_run_parameter_with_its_help(stem):
 
 @pytest.mark.parametrize("stem", sorted(NOTEBOOKS.values()))
 def test_the_generated_block_is_current(stem):
-    """``python -m sdfuse.parameters`` was run after the last schema change."""
+    """``python -m sdfuse.profiles.parameters`` was run after the last schema change."""
     cells = json.loads((NOTEBOOK_DIR / f"{stem}.ipynb").read_text())["cells"]
     source = "".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"])
     assert source.startswith(parameters_block(stem)) and source.count(GENERATED_END) == 1

@@ -1,11 +1,11 @@
-"""Display paths: what the book shows instead of a machine's absolute path (:mod:`sdfuse.paths`)."""
+"""Display paths: what the book shows instead of a machine's absolute path (:mod:`sdfuse.data.paths`)."""
 from __future__ import annotations
 
 import sys
 
 import pytest
 
-from sdfuse.paths import REPO, book_folder, display_path, display_text, display_values
+from sdfuse.data.paths import REPO, book_folder, display_path, display_text, display_values
 
 
 @pytest.fixture

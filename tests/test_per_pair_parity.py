@@ -9,9 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sdfuse.datasets.pairs import Pair
-from sdfuse.evaluation import Method, evaluate
-from sdfuse.paper import TABLE1_SUBSETS
+from sdfuse.data.datasets.pairs import Pair
+from sdfuse.evaluation.pair_features import Method
+from sdfuse.evaluation.keypoints import evaluate
+from sdfuse.tables.paper import TABLE1_SUBSETS
 
 GRID = 48
 CHANNELS = {2: 1280, 5: 1280, 8: 640}                 # SD v1.5 layers 2, 5, 8
@@ -111,8 +112,8 @@ def test_optimised_per_pair_path_finds_the_float64_svd_nearest_neighbours():
 def test_combined_similarity_equals_the_cosine_of_the_assembled_descriptors():
     """PairFeatures.similarity (per-layer dot products) against similarity_rows on descriptors()
     (concatenate, normalise, multiply), with zero tokens in both SD and DINO to pin the norm floor."""
-    from sdfuse.evaluation import pair_features
-    from sdfuse.matching import similarity_rows
+    from sdfuse.evaluation.pair_features import pair_features
+    from sdfuse.protocol.matching import similarity_rows
 
     grid, gen = 8, torch.Generator().manual_seed(3)
     shapes = {2: (20, 2, 2), 5: (20, 4, 4), 8: (12, 8, 8)}

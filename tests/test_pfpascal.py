@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdfuse.datasets.pfpascal import PF_PASCAL_ALPHAS, PF_PASCAL_CLASSES, load_pfpascal
-from sdfuse.datasets.synthetic import base_keypoints, base_pictures
-from sdfuse.datasets.synthetic_formats import make_pfpascal_like
+from sdfuse.data.datasets.pfpascal import PF_PASCAL_ALPHAS, PF_PASCAL_CLASSES, load_pfpascal
+from sdfuse.data.datasets.synthetic import base_keypoints, base_pictures
+from sdfuse.data.datasets.synthetic_formats import make_pfpascal_like
 from sdfuse.errors import DatasetError
 
 CSV_NAME = "test_pairs_pf_pascal.csv"

@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from sdfuse.metrics import AGGREGATES, SPAIR_ALPHAS
-from sdfuse.precision import MAX_PCK_DELTA, MIN_IDENTICAL_NN, compare_records, precision_parity
+from sdfuse.protocol.metrics import AGGREGATES, SPAIR_ALPHAS
+from sdfuse.tables.precision import MAX_PCK_DELTA, MIN_IDENTICAL_NN, compare_records, precision_parity
 
 
 def _check_structure(report: dict, reference: str, candidate: str) -> None:

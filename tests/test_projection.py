@@ -8,7 +8,7 @@ from sdfuse.errors import WeightsNotFoundError
 from sdfuse.features.projection import (PREFIX, BottleneckProjection, ProjectedSDExtractor, ProjectionConfig,
                                         load_projections, projection_descriptor)
 from sdfuse.features.sd import SDConfig
-from sdfuse.profiles import resolve
+from sdfuse.profiles.runs import resolve
 
 
 def _head_state(in_channels: int, seed: int) -> dict[str, torch.Tensor]:

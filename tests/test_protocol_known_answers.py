@@ -15,14 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from sdfuse.datasets import Pair
-from sdfuse.datasets.flo import write_flo
-from sdfuse.datasets.pfpascal import load_pfpascal
-from sdfuse.datasets.synthetic_formats import make_pfpascal_like
-from sdfuse.datasets.tss import load_tss
-from sdfuse.dense import evaluate_tss
-from sdfuse.evaluation import Method, PairFeatures
-from sdfuse.outcomes import outcome_records
+from sdfuse.data.datasets import Pair
+from sdfuse.data.datasets.flo import write_flo
+from sdfuse.data.datasets.pfpascal import load_pfpascal
+from sdfuse.data.datasets.synthetic_formats import make_pfpascal_like
+from sdfuse.data.datasets.tss import load_tss
+from sdfuse.evaluation.tss import evaluate_tss
+from sdfuse.evaluation.pair_features import Method, PairFeatures
+from sdfuse.evaluation.outcomes import outcome_records
 
 from .feature_stubs import ColourKeyedExtractor, cached, solid_png, token_map
 

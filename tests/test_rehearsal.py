@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sdfuse.datasets.synthetic import REAL_SIZE_SCALE, make_spair_like
-from sdfuse.profiles import resolve
-from sdfuse.runner import NOTEBOOK_DIR
+from sdfuse.data.datasets.synthetic import REAL_SIZE_SCALE, make_spair_like
+from sdfuse.profiles.runs import resolve
+from sdfuse.profiles.parameters import NOTEBOOK_DIR
 
 SDFUSE = str(Path(sys.executable).parent / "sdfuse")
 

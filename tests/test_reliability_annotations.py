@@ -1,5 +1,5 @@
 """Annotations consistent with their images and dataset folders, for all four loaders
-(sdfuse.datasets.checks): stated image sizes equal the files', boxes are non-degenerate and inside
+(sdfuse.data.datasets.checks): stated image sizes equal the files', boxes are non-degenerate and inside
 the image within BORDER_TOLERANCE_PX, keypoints and CUB parts inside, every path inside the dataset
 folder once resolved, UTF-8 byte-order marks accepted, and derived images (CUB crops, TSS padded
 pairs) keyed by their sources' content. Each case edits a copy of a smoke fixture; every rejection
@@ -19,12 +19,12 @@ import scipy.io
 from PIL import Image
 
 from sdfuse.cli import main
-from sdfuse.datasets.checks import BORDER_TOLERANCE_PX
-from sdfuse.datasets.cub import asic_crop, load_cub
-from sdfuse.datasets.pfpascal import load_pfpascal
-from sdfuse.datasets.spair import load_spair, read_pair
-from sdfuse.datasets.tss import load_tss, pad_pair, read_sample
-from sdfuse.dense import _padded_paths
+from sdfuse.data.datasets.checks import BORDER_TOLERANCE_PX
+from sdfuse.data.datasets.cub import asic_crop, load_cub
+from sdfuse.data.datasets.pfpascal import load_pfpascal
+from sdfuse.data.datasets.spair import load_spair, read_pair
+from sdfuse.data.datasets.tss import load_tss, pad_pair, read_sample
+from sdfuse.evaluation.tss import _padded_paths
 from sdfuse.errors import DatasetError
 
 BOM = b"\xef\xbb\xbf"

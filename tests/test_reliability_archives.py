@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sdfuse.archives import MAX_LINK_HOPS, UnsafeArchiveError, installed_files, unpack
+from sdfuse.data.archives import MAX_LINK_HOPS, UnsafeArchiveError, installed_files, unpack
 from sdfuse.cli import main
 from sdfuse.errors import DatasetError
 

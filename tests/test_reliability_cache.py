@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from sdfuse.cli import main
-from sdfuse.storage import TMP_PREFIX, TMP_SUFFIX
+from sdfuse.data.storage import TMP_PREFIX, TMP_SUFFIX
 
 SDFUSE = str(Path(sys.executable).parent / "sdfuse")
 IMAGES = 12
@@ -168,7 +168,7 @@ def test_concurrent_writers_never_expose_a_partial_entry(smoke_root, tmp_path):
 
 
 def test_stray_tmp_of_a_live_writer_is_kept_and_of_a_dead_one_removed(tmp_path):
-    from sdfuse.storage import _host_tag, remove_stray_tmp
+    from sdfuse.data.storage import _host_tag, remove_stray_tmp
 
     shard = tmp_path / "sd-0123" / "ab"
     shard.mkdir(parents=True)

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from sdfuse.cli import main
-from sdfuse.manifests import manifest_names
-from sdfuse.parameters import NOTEBOOK_PARAMETERS, RUN_PARAMETERS, Parameter
-from sdfuse.runner import NOTEBOOKS
+from sdfuse.data.manifests import manifest_names
+from sdfuse.profiles.parameters import NOTEBOOK_PARAMETERS, RUN_PARAMETERS, Parameter
+from sdfuse.profiles.parameters import NOTEBOOKS
 
 FUZZ = settings(max_examples=60, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -195,7 +195,7 @@ def _reproduce_case(places):
 
 
 def _declared() -> set[str]:
-    from sdfuse.runner import SUMMARY_NOTEBOOKS, notebook_parameters
+    from sdfuse.book.runner import SUMMARY_NOTEBOOKS, notebook_parameters
 
     return set().union(*(notebook_parameters(stem) for stem in [*NOTEBOOKS.values(), *SUMMARY_NOTEBOOKS.values()]))
 

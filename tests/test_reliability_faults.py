@@ -14,7 +14,7 @@ from sdfuse.errors import ResourceError, StorageError
 from sdfuse.features.cache import CachedExtractor
 from sdfuse.features.dino import DinoConfig, DinoFeatureExtractor
 from sdfuse.features.sd import SDConfig, SDFeatureExtractor, load_sd_models
-from sdfuse.images import open_rgb
+from sdfuse.data.images import open_rgb
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sdfuse.datasets.cub import NUM_PARTS, read_part_locs
-from sdfuse.datasets.flo import read_flo, write_flo
-from sdfuse.datasets.pairs import Pair
-from sdfuse.datasets.pfpascal import PF_PASCAL_CLASSES, load_pfpascal
-from sdfuse.datasets.spair import read_pair
+from sdfuse.data.datasets.cub import NUM_PARTS, read_part_locs
+from sdfuse.data.datasets.flo import read_flo, write_flo
+from sdfuse.data.datasets.pairs import Pair
+from sdfuse.data.datasets.pfpascal import PF_PASCAL_CLASSES, load_pfpascal
+from sdfuse.data.datasets.spair import read_pair
 from sdfuse.errors import DatasetError
 
 FUZZ = settings(max_examples=120, derandomize=True, deadline=None, database=None,

@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 from sdfuse.cli import main
-from sdfuse.datasets.cub import load_cub
-from sdfuse.datasets.pfpascal import load_pfpascal
-from sdfuse.datasets.spair import load_spair, read_pair
-from sdfuse.datasets.tss import load_tss, read_sample
+from sdfuse.data.datasets.cub import load_cub
+from sdfuse.data.datasets.pfpascal import load_pfpascal
+from sdfuse.data.datasets.spair import load_spair, read_pair
+from sdfuse.data.datasets.tss import load_tss, read_sample
 from sdfuse.errors import ConfigError, DatasetError
-from sdfuse.images import MIN_SIDE, image_size, open_rgb
+from sdfuse.data.images import MIN_SIDE, image_size, open_rgb
 
 
 # --- image files: converted, not rejected ---------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_category_without_pairs_is_reported(smoke_root, tmp_path):
 
 
 def test_tss_damaged_image_and_unknown_flow_at_valid_pixels(smoke_root, tmp_path):
-    from sdfuse.datasets.flo import read_flo, write_flo
+    from sdfuse.data.datasets.flo import read_flo, write_flo
 
     root = tmp_path / "TSS_CVPR2016"
     shutil.copytree(smoke_root / "TSS_CVPR2016", root)
@@ -330,9 +330,9 @@ def test_invalid_parameters_fail_before_any_model_loads(no_model_loads, tmp_path
 
 def test_unknown_profile_layer_and_alpha_fail_before_any_model_loads(no_model_loads, tmp_path):
     from sdfuse import tables
-    from sdfuse.evaluation import Method
+    from sdfuse.evaluation.pair_features import Method
     from sdfuse.features.sd import SDConfig
-    from sdfuse.profiles import resolve
+    from sdfuse.profiles.runs import resolve
 
     with pytest.raises(ConfigError, match=r"profile must be one of \['smoke', 'rehearsal', 'paper'\], got 'huge'"):
         resolve("huge")

@@ -20,10 +20,12 @@ import pandas as pd
 import papermill
 import pytest
 
-from sdfuse import paper, report, run_record
+from sdfuse.tables import paper
+from sdfuse.book import run_page, status_page
+from sdfuse.book import run_record
 from sdfuse.errors import StorageError
-from sdfuse.runner import reproduce
-from sdfuse.status import status_table
+from sdfuse.book.runner import reproduce
+from sdfuse.book.status import status_table
 from tests.test_reliability_reproduce import PAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,8 +236,8 @@ def test_a_full_disk_while_writing_a_page_leaves_a_valid_page_and_no_partial_fil
 
 def test_the_landing_page_headline_follows_the_status(monkeypatch):
     glued = {}
-    monkeypatch.setattr(report, "glue_text", lambda name, text: glued.__setitem__(name, text))
-    monkeypatch.setattr(report, "glue_value", lambda name, value: None)
+    monkeypatch.setattr(status_page, "glue_text", lambda name, text: glued.__setitem__(name, text))
+    monkeypatch.setattr(status_page, "glue_value", lambda name, value: None)
     cells = paper.table1().query("setting == '2+5+8' and alpha == 0.1")
     sd, fuse = (cells.loc[cells["method"] == m, "value"].item() for m in ("SD", "Fuse"))
     rows = pd.DataFrame([
@@ -243,7 +245,7 @@ def test_the_landing_page_headline_follows_the_status(monkeypatch):
          "delta": 50.04 - sd, "verdict": "differs"},
         {"table": TABLE1, "cell": "2+5+8 · Fuse · PCK@0.10", "profile": "paper", "paper": fuse, "reproduced": None,
          "delta": None, "verdict": FAILED}])
-    report.glue_status(rows, "paper")
+    status_page.glue_status(rows, "paper")
     assert {k: v for k, v in glued.items() if not k.startswith("summary_")} == {
         "status_cells": "2", "headline_sd_pck10": "50.0", "headline_sd_pck10_paper": f"{sd:.1f}",
         "headline_fuse_pck10": f"not available: {FAILED}", "headline_fuse_pck10_paper": "62.2"}
@@ -252,15 +254,15 @@ def test_the_landing_page_headline_follows_the_status(monkeypatch):
         "2+5+8 · Fuse · PCK@0.10", "62.2", "–", FAILED]
     assert [glued[f"summary_table6_{c}"] for c in ("cell", "paper", "reproduced", "verdict")] == [
         "outcome 111", "39.28", "–", "not run: no paper results"]
-    report.glue_status(rows, "smoke")
+    status_page.glue_status(rows, "smoke")
     assert glued["headline_sd_pck10"] == glued["headline_fuse_pck10"] == "not available: no smoke results"
     assert glued["summary_profile"] == "smoke" and glued["summary_table1_verdict"] == "not run: no smoke results"
 
 
 def test_the_landing_summary_shows_each_headline_in_the_papers_precision_with_its_interval(monkeypatch):
     glued = {}
-    monkeypatch.setattr(report, "glue_text", lambda name, text: glued.__setitem__(name, text))
-    monkeypatch.setattr(report, "glue_value", lambda name, value: None)
+    monkeypatch.setattr(status_page, "glue_text", lambda name, text: glued.__setitem__(name, text))
+    monkeypatch.setattr(status_page, "glue_value", lambda name, value: None)
     rows = pd.DataFrame([
         {"table": TABLE1, "cell": "2+5+8 · Fuse · PCK@0.10", "profile": "paper", "paper": 62.2, "reproduced": 61.96,
          "ci_low": 60.04, "ci_high": 63.96, "delta": -0.24, "verdict": "reproduced"},
@@ -269,7 +271,7 @@ def test_the_landing_summary_shows_each_headline_in_the_papers_precision_with_it
         {"table": "Table 7: relative distances", "cell": "Average · SD correct match", "profile": "paper",
          "paper": 0.218, "reproduced": 0.2, "ci_low": float("nan"), "ci_high": float("nan"), "delta": -0.018,
          "verdict": "not judged: no interval in the results (rerun the table)"}])
-    report.glue_status(rows, "paper")
+    status_page.glue_status(rows, "paper")
     assert glued["summary_table1_reproduced"] == "62.0 [60.0, 64.0]" and glued["summary_table1_verdict"] == "reproduced"
     assert glued["summary_table6_reproduced"] == "40.12 [39.00, 41.25]"
     assert glued["summary_table7_reproduced"] == "0.200" and glued["summary_table7_paper"] == "0.218"
@@ -285,7 +287,7 @@ def test_the_run_page_names_an_unreadable_run_record_and_benchmark(tmp_path, mon
     (tmp_path / "benchmark" / "benchmark.json").write_text('{"summary": [')   # cut short
     shown = []
     monkeypatch.setattr(IPython.display, "display", shown.append)
-    report.run_record_views(tmp_path)
+    run_page.run_record_views(tmp_path)
     texts = [getattr(item, "data", "") for item in shown]
     assert any(f"Not shown**: {tmp_path / 'smoke' / 'runs.json'} is unreadable" in text for text in texts)
     assert texts[-1].startswith(f"## Benchmark\n\nNot shown: {tmp_path / 'benchmark' / 'benchmark.json'} is unreadable")

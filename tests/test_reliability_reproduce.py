@@ -104,7 +104,7 @@ def test_killed_reproduce_leaves_whole_csvs_and_a_rerun_is_byte_identical(built_
     assert [p.name for p in results.glob("*.csv")] == ["table1.csv"]  # a stray temporary file is never a .csv
     page = nbformat.read(tables / "01_unet_layers.ipynb", as_version=4)  # valid, and says it is not complete
     assert "did not complete: the run that rebuilds it started at" in page.cells[1].source
-    from sdfuse.status import status_table
+    from sdfuse.book.status import status_table
 
     status = status_table(root / "results")
     assert set(status.loc[status["table"] == "Table 1: UNet layers", "verdict"]) == {
@@ -121,13 +121,13 @@ def test_killed_reproduce_leaves_whole_csvs_and_a_rerun_is_byte_identical(built_
 
 @pytest.fixture
 def small_run(tmp_path):
-    from sdfuse.profiles import resolve
+    from sdfuse.profiles.runs import resolve
 
     return resolve("smoke", results_dir=tmp_path / "results", cache_dir=tmp_path / "cache")
 
 
 def test_save_results_interrupted_keeps_the_previous_csv_or_none(small_run, monkeypatch):
-    from sdfuse import report
+    from sdfuse.book import display
 
     table = pd.DataFrame({"setting": ["a", "b"], "value": [1.25, 2.5]})
     path = small_run.results_dir / "t.csv"
@@ -138,25 +138,25 @@ def test_save_results_interrupted_keeps_the_previous_csv_or_none(small_run, monk
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        report.save_results(table, small_run, "t")
+        display.save_results(table, small_run, "t")
     assert not path.exists()                                       # no previous run: absent
     assert [p.name for p in small_run.results_dir.iterdir()] == []
     monkeypatch.undo()
 
-    report.save_results(table, small_run, "t")
+    display.save_results(table, small_run, "t")
     assert path.read_bytes() == b"setting,value\na,1.25\nb,2.5\n"
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        report.save_results(table.assign(value=[9.0, 9.0]), small_run, "t")
+        display.save_results(table.assign(value=[9.0, 9.0]), small_run, "t")
     assert path.read_bytes() == b"setting,value\na,1.25\nb,2.5\n"   # previous complete file kept
     assert sorted(p.name for p in small_run.results_dir.iterdir()) == ["t.csv", "t.provenance.json"]
 
 
 def test_save_results_on_a_full_disk_says_so_and_keeps_the_previous_csv(small_run, monkeypatch):
-    from sdfuse import report
+    from sdfuse.book import display
 
     table = pd.DataFrame({"setting": ["a"], "value": [1.0]})
-    path = report.save_results(table, small_run, "t")
+    path = display.save_results(table, small_run, "t")
     before = path.read_bytes()
 
     def disk_full(self, target, **kwargs):
@@ -165,7 +165,7 @@ def test_save_results_on_a_full_disk_says_so_and_keeps_the_previous_csv(small_ru
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
     with pytest.raises(StorageError, match=f"the disk is full: could not write the results table {path}"):
-        report.save_results(table.assign(value=[2.0]), small_run, "t")
+        display.save_results(table.assign(value=[2.0]), small_run, "t")
     assert path.read_bytes() == before
     assert sorted(p.name for p in small_run.results_dir.iterdir()) == ["t.csv", "t.provenance.json"]
 

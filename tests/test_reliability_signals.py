@@ -93,7 +93,7 @@ def test_reproduce_stops_quietly_on_ctrl_c_and_sigterm(how, code, smoke_root, tm
     assert f"did not complete: it was {reason}" in page.cells[1].source
     entry = json.loads((results / "runs.json").read_text())["notebooks"]["01_unet_layers"]
     assert (entry["status"], entry["error"]) == ("interrupted", reason)
-    from sdfuse.status import status_table
+    from sdfuse.book.status import status_table
 
     status = status_table(root / "results")
     assert set(status.loc[status["table"] == "Table 1: UNet layers", "verdict"]) == {
@@ -125,7 +125,7 @@ def _umask_now() -> int:
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_written_files_have_the_permissions_of_the_umask(umask, tmp_path):
-    from sdfuse.storage import atomic_write, atomic_write_text
+    from sdfuse.data.storage import atomic_write, atomic_write_text
 
     old = os.umask(umask)
     try:

@@ -135,7 +135,7 @@ def test_models_in_the_hub_cache_load_offline_through_the_hub_id(smoke_root, tmp
     import sdfuse.features.weights as weights
     from sdfuse.features.dino import DinoConfig, DinoFeatureExtractor, load_dino_model
     from sdfuse.features.sd import SDConfig, load_sd_models
-    from sdfuse.images import open_rgb
+    from sdfuse.data.images import open_rgb
 
     _fake_hub_cache(tmp_path, "org/tiny-dino", smoke_root / "models" / "dino")
     _fake_hub_cache(tmp_path, "org/tiny-sd", smoke_root / "models" / "sd")

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from sdfuse.errors import ConfigError
-from sdfuse.shard import rank_and_world, shard_images
+from sdfuse.features.shard import rank_and_world, shard_images
 
 RANK_LINE = re.compile(r"rank (\d+)/(\d+): (\d+) of (\d+) images: extracted SD (\d+), DINOv2 (\d+);")
 
@@ -67,7 +67,7 @@ def _extract(cache: Path, rank: int | None, port: int) -> subprocess.Popen:
 
 
 def test_two_gloo_ranks_fill_one_shared_cache_like_a_single_process(smoke_root, tmp_path):
-    from sdfuse.profiles import resolve
+    from sdfuse.profiles.runs import resolve
 
     shared, single = tmp_path / "shared", tmp_path / "single"
     port = _free_port()

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdfuse.datasets import load_spair
-from sdfuse.datasets.spair import sample_indices
-from sdfuse.datasets.synthetic import apply, base_keypoints, base_pictures
+from sdfuse.data.datasets import load_spair
+from sdfuse.data.datasets.spair import sample_indices
+from sdfuse.data.datasets.synthetic import apply, base_keypoints, base_pictures
 from sdfuse.errors import DatasetError
 
 
@@ -79,7 +79,7 @@ def test_malformed_pair_json_names_the_file(smoke_root, tmp_path):
 
 def test_a_run_draws_its_pairs_with_the_reference_seed_by_default(smoke_root, tmp_path):
     """Without a seed parameter a run samples as the reference: RandomState(42) per category (PROTOCOL §7.1)."""
-    from sdfuse.profiles import resolve
+    from sdfuse.profiles.runs import resolve
 
     run = resolve("smoke", cache_dir=tmp_path, progress=False)
     folder = smoke_root / "SPair-71k" / "PairAnnotation" / "test"

@@ -3,10 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sdfuse.evaluation import Method, evaluate
-from sdfuse.paper import TABLE1_PCK, table1 as paper_table1
-from sdfuse.profiles import resolve
-from sdfuse.tables import table1
+from sdfuse.evaluation.pair_features import Method
+from sdfuse.evaluation.keypoints import evaluate
+from sdfuse.tables.paper import TABLE1_PCK, table1 as paper_table1
+from sdfuse.profiles.runs import resolve
+from sdfuse.tables.unet_layers import table1
 
 
 @pytest.fixture(scope="module")

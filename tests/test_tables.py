@@ -5,9 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-from sdfuse import outcomes, paper, tables
-from sdfuse.evaluation import Method, evaluate
-from sdfuse.profiles import resolve
+from sdfuse import tables
+from sdfuse.protocol import outcomes
+from sdfuse.tables.common import spair_pck
+from sdfuse.tables import paper
+from sdfuse.evaluation.pair_features import Method
+from sdfuse.evaluation.keypoints import evaluate
+from sdfuse.profiles.runs import resolve
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +91,6 @@ def test_outcome_analysis(run):
     assert table7.loc["101", ("DINO", "false match")] == pytest.approx(
         records.loc[in_101, "rel_DINO_at_SD"].mean() if in_101.any() else np.nan, nan_ok=True)
     # per-keypoint successes agree with the keypoint-pooled PCK of the same matchers
-    pck = tables.spair_pck(run, {"f": ("x", Method("Fuse", pca_dim=run.pca_dim))})
+    pck = spair_pck(run, {"f": ("x", Method("Fuse", pca_dim=run.pca_dim))})
     pooled = pck.query("aggregate == 'keypoint_pooled' and alpha == 0.1")["value"].item()
     assert 100 * classes.str[2].astype(int).mean() == pytest.approx(pooled)

@@ -4,11 +4,12 @@ import pandas as pd
 import pytest
 import torch
 
-from sdfuse import paper, tables
-from sdfuse.dense import reference_form
-from sdfuse.evaluation import Method
-from sdfuse.matching import dense_nearest
-from sdfuse.profiles import resolve
+from sdfuse.tables import paper
+from sdfuse import tables
+from sdfuse.evaluation.tss import reference_form
+from sdfuse.evaluation.pair_features import Method
+from sdfuse.protocol.matching import dense_nearest
+from sdfuse.profiles.runs import resolve
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +86,13 @@ def _plain_aggregates(records, alpha):
 def test_records_written_next_to_the_csv_recompute_the_table(run, table5, tmp_path):
     from dataclasses import replace
 
-    from sdfuse import report
-    from sdfuse.metrics import AGGREGATES, table_aggregates
-    from sdfuse.records import read_records, records_path
+    from sdfuse.book import display
+    from sdfuse.protocol.metrics import AGGREGATES, table_aggregates
+    from sdfuse.evaluation.records import read_records, records_path
 
-    path = report.save_results(table5, replace(run, results_dir=tmp_path), "table5")
+    path = display.save_results(table5, replace(run, results_dir=tmp_path), "table5")
     first = records_path(path, "keypoints").read_bytes()
-    report.save_results(table5, replace(run, results_dir=tmp_path), "table5")
+    display.save_results(table5, replace(run, results_dir=tmp_path), "table5")
     assert records_path(path, "keypoints").read_bytes() == first    # same data, same bytes
     keypoints = read_records(records_path(path, "keypoints"))
     assert set(keypoints["dataset"]) == {"SPair-71k", "PF-Pascal"}

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sdfuse import paper, report
-from sdfuse.status import status_table, verdict
+from sdfuse.tables import paper
+from sdfuse.book import display
+from sdfuse.book.status import status_table, verdict
 
 
 def test_verdict_is_whether_the_paper_lies_in_the_interval():
@@ -43,7 +44,7 @@ def test_status_judges_paper_profile_cells_by_interval(tmp_path):
 
 
 def test_random_weight_profiles_are_listed_before_paper_and_never_judged(tmp_path):
-    from sdfuse.status import profiles_present
+    from sdfuse.book.status import profiles_present
 
     for profile in ("paper", "rehearsal", "smoke"):
         _table1_results(tmp_path / profile)                  # identical numbers: only the profile differs
@@ -68,12 +69,12 @@ def test_compare_uses_the_interval():
                          "ci_high": [55.0, 52.0, np.nan]})
     theirs = pd.DataFrame({"setting": ["a", "b", "c", "d"], "method": "Fuse", "alpha": 0.1,
                            "value": [54.0, 54.0, 50.0, 50.0]})
-    merged = report.compare(ours, theirs, aggregate="category_mean", profile="paper").set_index("setting")
+    merged = display.compare(ours, theirs, aggregate="category_mean", profile="paper").set_index("setting")
     assert merged["verdict"].to_dict() == {"a": "reproduced", "b": "differs",
                                           "c": "not judged: no interval in the results (rerun the table)",
                                           "d": "not run: not computed by this run"}
     assert merged.loc["a", ["ci_low", "ci_high"]].tolist() == [45.0, 55.0]
-    smoke = report.compare(ours, theirs, aggregate="category_mean", profile="smoke")
+    smoke = display.compare(ours, theirs, aggregate="category_mean", profile="smoke")
     assert set(smoke["verdict"][:3]) == {"smoke run: not comparable"}
-    view = report.comparison_view(merged.reset_index(), profile="paper").to_html()
+    view = display.comparison_view(merged.reset_index(), profile="paper").to_html()
     assert "[45.0, 55.0]" in view and "95 % CI" in view

@@ -1,9 +1,9 @@
 """The results bundle: one zip beside each results folder (``results/<profile>.zip``), served by the book.
 
 It holds everything a run wrote to its results folder, under the folder's name: every table
-(``*.csv``), the records each is computed from (``*.csv.gz``, :mod:`sdfuse.records`), their
-provenance (``*.provenance.json``) and the run record (``runs.json``, :mod:`sdfuse.run_record`); and
-the benchmark (``benchmark/benchmark.json``) when ``make bench`` wrote one. :func:`sdfuse.runner.reproduce`
+(``*.csv``), the records each is computed from (``*.csv.gz``, :mod:`sdfuse.evaluation.records`), their
+provenance (``*.provenance.json``) and the run record (``runs.json``, :mod:`sdfuse.book.run_record`); and
+the benchmark (``benchmark/benchmark.json``) when ``make bench`` wrote one. :func:`sdfuse.book.runner.reproduce`
 writes it after the tables and again after the summary pages; the run page links to it. The zip is
 written atomically and its bytes depend only on the files (sorted names, fixed time stamps).
 """
@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 from .run_record import RECORD
-from .storage import atomic_write
+from ..data.storage import atomic_write
 
 PATTERNS = ("*.csv", "*.csv.gz", "*.provenance.json", RECORD)
 BENCHMARK = Path("benchmark") / "benchmark.json"
@@ -40,7 +40,7 @@ def members(results_dir: str | Path) -> dict[str, Path]:
 
 
 def write_bundle(results_dir: str | Path) -> Path:
-    """Write the bundle of ``results_dir`` atomically (:func:`sdfuse.storage.atomic_write`); returns its path."""
+    """Write the bundle of ``results_dir`` atomically (:func:`sdfuse.data.storage.atomic_write`); returns its path."""
     def write(tmp: str) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
             for name, path in members(results_dir).items():

@@ -4,7 +4,8 @@ repository does not hold (the runner writes it).
 """
 from __future__ import annotations
 
-from .runner import NOTEBOOK_DIR, OUTPUT_SUBDIR
+from ..profiles.parameters import NOTEBOOK_DIR
+from .runner import OUTPUT_SUBDIR
 
 LAUNCH_GROUP = "launch-buttons"
 """sphinx-book-theme's label of the header group holding the launch buttons."""

@@ -8,8 +8,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from .manifests import manifest_digests
-from .paths import REPO
+from ..data.manifests import manifest_digests
+from ..data.paths import REPO
 
 PACKAGES = ("sdfuse", "torch", "torchvision", "diffusers", "timm", "transformers", "numpy", "pandas",
             "pillow", "safetensors", "papermill", "jupyter-book")

@@ -1,15 +1,15 @@
 """Mutation-testing results: ``make mutate``'s summary file, and the survivors judged equivalent.
 
 ``make mutate`` runs mutmut over the protocol modules (``[tool.mutmut]`` in ``pyproject.toml``) and
-then ``python -m sdfuse.quality``, which reads mutmut's per-file results (``mutants/**/*.py.meta``)
+then ``python -m sdfuse.book.quality``, which reads mutmut's per-file results (``mutants/**/*.py.meta``)
 and writes ``results/quality/mutation.json`` (schema :data:`SCHEMA`)::
 
     {"schema": "sdfuse-mutation/1", "tool": "mutmut 3.8.1", "git_commit": "…", "generated_at": "…",
      "counts": {"mutants": n, "killed": k, "timeout": t, "survived": s, "no_tests": u, "suspicious": x,
                 "equivalent": e},
      "score": 100·(killed + timeout) / (mutants − equivalent),          # %, equivalents left out
-     "modules": {"sdfuse/geometry.py": {"mutants": …, "killed": …, "survived": …}, …},
-     "survivors": [{"mutant": "sdfuse.geometry.x_resize_pad__mutmut_3", "module": "sdfuse/geometry.py",
+     "modules": {"sdfuse/protocol/geometry.py": {"mutants": …, "killed": …, "survived": …}, …},
+     "survivors": [{"mutant": "sdfuse.protocol.geometry.x_resize_pad__mutmut_3", "module": "sdfuse/protocol/geometry.py",
                     "status": "survived" | "no tests", "diff": "…", "equivalent": reason or null}, …]}
 
 mutmut 3 mutates code inside functions only, so the module-level protocol constants (and the steps
@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA = "sdfuse-mutation/1"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EQUIVALENTS = REPO / "tests" / "mutation_equivalents.toml"
 PROTOCOL_MUTANTS = REPO / "tests" / "protocol_mutants.toml"
 COPIED = ("sdfuse", "tests", "data_manifests", "pyproject.toml")
@@ -128,7 +128,7 @@ def write_report(root: Path = REPO, out: Path | None = None, wall_s: float | Non
     """Write ``results/quality/mutation.json`` from the mutmut run under ``root`` and return its path."""
     from importlib.metadata import version
 
-    from .storage import atomic_write_text
+    from ..data.storage import atomic_write_text
 
     results = read_results(Path(root) / "mutants")
     untested = [name for name, (_, verdict) in results.items() if verdict not in ("killed", "timeout")]

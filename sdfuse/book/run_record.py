@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .paths import display_path, display_text
-from .storage import atomic_write_text, process_alive, storage_error, this_process
+from ..data.paths import display_path, display_text
+from ..data.storage import atomic_write_text, process_alive, storage_error, this_process
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,11 @@ is then replaced by the executed notebook (or, when a cell failed, by the notebo
 cell), and an interrupted notebook leaves a page saying it did not complete, never a partial one.
 A notebook that has never run has a page saying so, with the command that runs it, so the book
 builds whatever subset has run. How each notebook went is kept per results folder and per notebook
-(:mod:`sdfuse.run_record`); the results folder is zipped beside it (:mod:`sdfuse.bundle`).
+(:mod:`sdfuse.book.run_record`); the results folder is zipped beside it (:mod:`sdfuse.book.bundle`).
 
 Executed notebooks are written for readers: papermill's injected cell is folded under the same
 "How this page was computed" toggle as the parameters cell, and neither it, papermill's metadata
-nor any error or stream output shows a machine's absolute path (:mod:`sdfuse.paths`).
+nor any error or stream output shows a machine's absolute path (:mod:`sdfuse.data.paths`).
 """
 from __future__ import annotations
 
@@ -23,20 +23,15 @@ from typing import Callable
 
 from . import run_record
 from .bundle import write_bundle
-from .errors import ConfigError, Terminated
-from .parameters import (BY_NAME, NOTEBOOK_BY_NAME, NOTEBOOK_PARAMETERS, PROFILES, ROOT_OPTION, check_together,
-                         check_values)
-from .paths import display_path, display_text, display_values
+from ..errors import ConfigError, Terminated
+from ..profiles.parameters import (BY_NAME, NOTEBOOK_BY_NAME, NOTEBOOK_DIR, NOTEBOOK_PARAMETERS, NOTEBOOKS, PROFILES,
+                                   ROOT_OPTION, check_together, check_values)
+from ..data.paths import display_path, display_text, display_values
 from .provenance import collect
-from .storage import atomic_write, remove_stray_tmp, storage_error
+from ..data.storage import atomic_write, remove_stray_tmp, storage_error
 
 log = logging.getLogger(__name__)
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = {"table1": "01_unet_layers", "table2": "02_reduction", "table3": "03_fusion_strategy",
-             "alpha_sweep": "04_alpha_sweep", "table5": "05_dino_variants", "outcomes": "06_outcomes",
-             "table8": "08_cub200", "match": "10_match_your_images"}
-"""Table notebooks and the "Match your own images" page: short name (for ``--only``) → file stem in ``notebooks/``."""
 SUMMARY_NOTEBOOKS = {"status": "00_status", "run": "99_run"}
 """Pages that read the results of the table notebooks; they run after them, on every reproduce."""
 OUTPUT_SUBDIR = Path("book") / "tables"
@@ -71,7 +66,7 @@ def notebook_parameters(stem: str) -> set[str]:
 def plan(profile: str = "smoke", only: list[str] | None = None,
          parameters: dict | None = None) -> dict[str, dict]:
     """Notebook stem → the parameters it will receive, every one checked against its schema
-    (:mod:`sdfuse.parameters`: run parameters, the notebooks' own, and what they need of each other)
+    (:mod:`sdfuse.profiles.parameters`: run parameters, the notebooks' own, and what they need of each other)
     and declared by some selected notebook.
 
     Nothing runs and nothing is written; :func:`reproduce` runs exactly this plan (with the results
@@ -119,7 +114,7 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, parameters:
 
     Executed copies go to ``<root>/book/tables/``, results to ``<root>/results/<profile>/`` (or the
     ``results_dir`` parameter), and how each notebook went to ``runs.json`` there
-    (:mod:`sdfuse.run_record`). ``on_done`` is called with each notebook's outcome as soon as it is
+    (:mod:`sdfuse.book.run_record`). ``on_done`` is called with each notebook's outcome as soon as it is
     known. Ctrl-C or SIGTERM (:class:`~sdfuse.errors.Terminated`) stops the run: the notebook that was
     running is recorded as interrupted, its page says so, and the interrupt is raised again.
     """
@@ -232,7 +227,7 @@ def _run_papermill(stem: str, params: dict, page: Path, kernel: str, glued: set[
 def _for_readers(path: str | Path, page: Path, params: dict) -> None:
     """Rewrite the executed notebook at ``path`` (to become ``page``) for the book (module docstring):
     the injected cell folded and written with display paths, papermill's record of the paths and
-    parameters too, and every error and stream output passed through :func:`sdfuse.paths.display_text`."""
+    parameters too, and every error and stream output passed through :func:`sdfuse.data.paths.display_text`."""
     import nbformat
     from papermill.translators import translate_parameters
 

@@ -3,7 +3,7 @@
 It reads ``results/<profile>/*.csv`` and ``results/<profile>/runs.json`` for every profile folder
 present, so a paper-profile run made elsewhere and copied into ``results/paper/`` shows up without
 code changes. A table whose notebook's last run failed, was interrupted or is still running is
-marked so, never shown stale (:mod:`sdfuse.run_record`); a missing results file is "not run", an
+marked so, never shown stale (:mod:`sdfuse.book.run_record`); a missing results file is "not run", an
 unreadable one is named.
 
 The verdict of a paper-profile cell is *reproduced* when the paper's value lies inside the 95 %
@@ -20,9 +20,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import paper, run_record
-from .parameters import PROFILES
-from .paths import display_path, display_text
+from ..tables import paper
+from . import run_record
+from ..profiles.parameters import PROFILES
+from ..data.paths import display_path, display_text
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _cells5(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _table5_results(frame: pd.DataFrame) -> pd.DataFrame:
-    from .tables import table5_headline
+    from ..tables.dino_variants import table5_headline
 
     return _cells5(table5_headline(frame, form="paper"))
 
@@ -151,7 +152,7 @@ NOT_CURRENT = {"failed": "failed in the last run (see its page)",
 
 def not_shown(results_root: Path, profile: str, stem: str) -> str | None:
     """Why the tables of notebook ``stem`` are not shown for ``profile`` (None: they are current): its
-    last run did not complete (:func:`sdfuse.run_record.state`), or the run record is unreadable."""
+    last run did not complete (:func:`sdfuse.book.run_record.state`), or the run record is unreadable."""
     record = run_record.read(Path(results_root) / profile)
     if record.get("problem"):
         return f"not shown: {record['problem']}"

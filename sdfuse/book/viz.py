@@ -6,11 +6,11 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .datasets.pairs import Pair
-from .evaluation import Method, pair_features
-from .geometry import DINO_PATCH, resize_pad
-from .matching import dense_nearest
-from .profiles import Run
+from ..data.datasets.pairs import Pair
+from ..evaluation.pair_features import Method, pair_features
+from ..protocol.geometry import DINO_PATCH, resize_pad
+from ..protocol.matching import dense_nearest
+from ..profiles.runs import Run
 
 
 def position_colours(grid: int) -> np.ndarray:
@@ -100,7 +100,7 @@ def picture_format(path) -> str:
     """Pillow's format name for a picture path's suffix (.png, .jpg, .webp, ...); ConfigError otherwise."""
     from pathlib import Path
 
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     suffix = Path(path).suffix.lower()
     formats = Image.registered_extensions()
@@ -110,8 +110,8 @@ def picture_format(path) -> str:
 
 
 def save_picture(picture: Image.Image, path) -> None:
-    """Write ``picture`` atomically (:func:`sdfuse.storage.atomic_write`) in the format of the path's suffix."""
-    from .storage import atomic_write
+    """Write ``picture`` atomically (:func:`sdfuse.data.storage.atomic_write`) in the format of the path's suffix."""
+    from ..data.storage import atomic_write
 
     fmt = picture_format(path)
     atomic_write(path, lambda tmp: picture.save(tmp, format=fmt), what="the picture",

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, IO
 
-from .errors import DatasetError
+from ..errors import DatasetError
 from .storage import TMP_SUFFIX, storage_error, tmp_prefix
 
 MAX_LINK_HOPS = 40

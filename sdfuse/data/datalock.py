@@ -17,7 +17,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 LOCK_NAME = "sdfuse-data.lock.json"
 LOCK_FORMAT = "sdfuse-data-lock/1"

@@ -2,7 +2,7 @@
 
 Under the root ``R``: archives live in ``R/downloads/`` (``<archive>.part`` while incomplete), files
 that fail a checksum are moved to ``R/quarantine/``, datasets are unpacked into ``R/<into>/``, and
-sha256 values trusted on first use are kept in ``R/sdfuse-data.lock.json`` (:mod:`sdfuse.datalock`).
+sha256 values trusted on first use are kept in ``R/sdfuse-data.lock.json`` (:mod:`sdfuse.data.datalock`).
 A manifest sha256, when not null, always wins over the lock. Models are not downloaded here:
 they are looked up in the Hugging Face cache.
 """
@@ -21,7 +21,7 @@ from pooch import file_hash
 from .archives import UnsafeArchiveError, installed_files, unpack
 from .datalock import lock_key, lock_path, read_lock, record
 from .download import download_first
-from .errors import DatasetError, SdfuseError
+from ..errors import DatasetError, SdfuseError
 from .manifests import (FileSpec, LayoutSpec, dataset_files, dataset_layout, display_path, load_manifest,
                         manifest_names)
 
@@ -240,7 +240,7 @@ def _obtain(spec: FileSpec, root: Path, mirror: str | None, progress: bool) -> t
 def _accept(name: str, spec: FileSpec, candidate: Path, root: Path, source: str) -> Checked:
     """Checksum ``candidate``; quarantine it on a mismatch, else install it and trust it (first use).
 
-    An archive that is unsafe to unpack (:mod:`sdfuse.archives`) is quarantined too and never trusted.
+    An archive that is unsafe to unpack (:mod:`sdfuse.data.archives`) is quarantined too and never trusted.
     """
     key = lock_key(name, spec.archive)
     expected = expected_checksums(spec, read_lock(root).get(key))
@@ -287,7 +287,7 @@ def _quarantine(path: Path, root: Path, archive: str, sha256: str) -> Path:
 
 
 def _install(name: str, spec: FileSpec, archive: Path, root: Path) -> None:
-    """Unpack (every member checked first, :mod:`sdfuse.archives`; without ``__MACOSX/``) or copy into ``root/<into>``."""
+    """Unpack (every member checked first, :mod:`sdfuse.data.archives`; without ``__MACOSX/``) or copy into ``root/<into>``."""
     dest = root / spec.into
     dest.mkdir(parents=True, exist_ok=True)
     log.info("installing %s into %s", archive, dest)

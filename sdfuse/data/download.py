@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 log = logging.getLogger(__name__)
 

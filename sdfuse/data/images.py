@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import DatasetError
-from .geometry import resize_pad, resized_content_size
+from ..errors import DatasetError
+from ..protocol.geometry import resize_pad, resized_content_size
 
 MIN_SIDE = 2
 """Smallest accepted image side in pixels."""

@@ -25,9 +25,9 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from . import paths
-from .errors import SdfuseError
+from ..errors import SdfuseError
 
-MANIFEST_DIR = Path(__file__).resolve().parents[1] / "data_manifests"
+MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 MANIFEST_DIR_ENV = "SDFUSE_MANIFESTS"
 
 _NONE = type(None)
@@ -109,7 +109,7 @@ def manifest_path(name: str) -> Path:
 
 def display_path(name: str) -> str:
     """The file of manifest ``name`` as a reader is shown it (``data_manifests/<name>.yaml`` for the
-    repository's manifests; :func:`sdfuse.paths.display_path`)."""
+    repository's manifests; :func:`sdfuse.data.paths.display_path`)."""
     return paths.display_path(manifest_path(name))
 
 
@@ -126,7 +126,7 @@ def load_manifest(name: str) -> dict:
     problems = validate_manifest(data, name)
     if problems:
         raise ManifestError(f"{display_path(name)} does not follow the manifest schema: {'; '.join(problems)}. "
-                            f"Fix the file (schema: sdfuse.manifests module docstring).")
+                            f"Fix the file (schema: sdfuse.data.manifests module docstring).")
     return data
 
 

@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 """The repository (or installation) folder that holds the ``sdfuse`` package."""
 BOOK_MARKER = "_toc.yml"
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .errors import StorageError
+from ..errors import StorageError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Per-pair evaluation: cached features → co-PCA → descriptors → NN matching → keypoint records.
+"""Pair features: cached features → co-PCA → descriptors → similarities, for every method of a table.
 
 A :class:`Method` names one row of an ablation table (which SD layers, PCA size, α, fusion
 strategy, exact or the reference's randomised co-PCA). All methods of a table are evaluated together
@@ -12,19 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
-from tqdm import tqdm
 
-from .datasets.pairs import Pair
-from .dino_variants import BilateralFilter, filter_tokens, guide_image
-from .errors import ConfigError
-from .features.cache import CachedExtractor
-from .features.projection import projection_descriptor
-from .fusion import (SD_LAYER_ORDER, STRATEGIES, LowrankStream, as_maps, as_tokens, co_pca_sizes, combine,
-                     l2_normalize, layer_on_grid)
-from .geometry import DINO_PATCH
-from .matching import index_to_pixel, keypoint_rows, similarity_rows
+from ..data.datasets.pairs import Pair
+from ..protocol.dino_variants import BilateralFilter, filter_tokens, guide_image
+from ..errors import ConfigError
+from ..features.cache import CachedExtractor
+from ..features.projection import projection_descriptor
+from ..protocol.fusion import (SD_LAYER_ORDER, STRATEGIES, LowrankStream, as_maps, as_tokens, co_pca_sizes, combine,
+                               l2_normalize, layer_on_grid)
+from ..protocol.geometry import DINO_PATCH
+from ..protocol.matching import keypoint_rows, similarity_rows
 
 KINDS = ("SD", "DINO", "Fuse")
 REFERENCE_SUM_BUG = {"sum_reference": "sum", "sum_normalized_reference": "sum_normalized"}
@@ -32,9 +30,9 @@ REFERENCE_SUM_BUG = {"sum_reference": "sum", "sum_normalized_reference": "sum_no
 the sum on the first pair of each category, raw concatenation + cosine on every later pair."""
 CO_PCA = ("exact", "lowrank")
 """co-PCA solvers: the exact top-d eigendecomposition (default, PROTOCOL §3.1) or the reference's
-randomised ``pca_lowrank`` with its seeding and call order (:class:`sdfuse.fusion.LowrankStream`)."""
+randomised ``pca_lowrank`` with its seeding and call order (:class:`sdfuse.protocol.fusion.LowrankStream`)."""
 EPS = 1e-12
-"""The norm floor of :func:`sdfuse.fusion.l2_normalize`."""
+"""The norm floor of :func:`sdfuse.protocol.fusion.l2_normalize`."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class Method:
 
     ``sd_layers`` is a subset of the paper's layers {2, 5, 8}; ``pca_dim`` the co-PCA size per
     layer (§3.1); ``alpha`` the weight on SD; ``fusion`` a strategy of
-    :data:`sdfuse.fusion.STRATEGIES` or of :data:`REFERENCE_SUM_BUG`; ``dino_blocks`` the DINOv2
+    :data:`sdfuse.protocol.fusion.STRATEGIES` or of :data:`REFERENCE_SUM_BUG`; ``dino_blocks`` the DINOv2
     blocks whose L2-normalised tokens are concatenated (one block: the raw tokens; Ensemble-ViT:
     (9, 11)); ``dino_filter`` a joint bilateral filter on the DINO map (Filter-ViT); ``reduction``
     "co-pca" (§3.1) or "projection" (ODISE's trained heads, §3.3, layers 2/5/8 only); ``co_pca``
@@ -166,7 +164,7 @@ class PairFeatures:
 
     def _cosine_terms(self, parts: list[tuple], rows: np.ndarray):
         """Cosine (K, N) of the concatenated parts, and both sides' norms ÷ their floored norms (0 for a
-        zero token, else 1), as :func:`sdfuse.fusion.l2_normalize` would make them."""
+        zero token, else 1), as :func:`sdfuse.protocol.fusion.l2_normalize` would make them."""
         dots = [self._dot(part, rows) for part in parts]
         dot = sum(d[0] for d in dots)
         norms = [sum(d[i] for d in dots).sqrt() for i in (1, 2)]
@@ -176,7 +174,7 @@ class PairFeatures:
     def similarity(self, method: Method, rows: np.ndarray) -> torch.Tensor:
         """Cosine similarity (K, N), float64, of the source tokens ``rows`` to every target token (PROTOCOL §6).
 
-        Equal to :func:`sdfuse.matching.similarity_rows` on :meth:`descriptors`, to float64 rounding.
+        Equal to :func:`sdfuse.protocol.matching.similarity_rows` on :meth:`descriptors`, to float64 rounding.
         For a method that :attr:`Method.combines_dot_products`, it is combined from float64 dot products
         per SD layer and DINO block shared by every method of the pair: with c_SD and c_DINO the cosines
         of the SD and DINO parts, the fused cosine is (α² c_SD + (1 − α)² c_DINO) / (‖f_s‖ ‖f_t‖), where
@@ -207,7 +205,7 @@ def _sd_needs(methods) -> dict[tuple, set[int]]:
 
 
 def lowrank_streams(methods, device: str = "cpu") -> dict[tuple, LowrankStream]:
-    """One freshly seeded :class:`~sdfuse.fusion.LowrankStream` per (PCA size, seed) of the "lowrank"
+    """One freshly seeded :class:`~sdfuse.protocol.fusion.LowrankStream` per (PCA size, seed) of the "lowrank"
     methods: each stands for one reference run, whose methods with the same size draw the same numbers."""
     return {reduction: LowrankStream(seed=reduction[2], device=device)
             for reduction in _sd_needs(methods) if reduction[0] == "lowrank"}
@@ -263,53 +261,3 @@ def pair_keypoints(pair: Pair, grid: int) -> tuple[np.ndarray, np.ndarray, float
     src_kps, trg_kps, threshold = pair.in_frame(frame)
     ids = np.asarray(pair.kp_ids)[pair.visible] if pair.kp_ids else np.flatnonzero(pair.visible)
     return trg_kps, keypoint_rows(src_kps, grid, frame), threshold, ids
-
-
-def _first_positions(pairs: list[Pair]) -> set[int]:
-    seen, first = set(), set()
-    for position, pair in enumerate(pairs):
-        if pair.category not in seen:
-            seen.add(pair.category)
-            first.add(position)
-    return first
-
-
-def evaluate(pairs: list[Pair], methods: dict[str, Method], grid: int, sd: CachedExtractor | None,
-             dino: CachedExtractor | None, progress: bool = True,
-             projection: CachedExtractor | None = None, co_pca_device: str = "cpu") -> pd.DataFrame:
-    """Keypoint records (PROTOCOL §7.1) of every method on every pair.
-
-    Columns: method (the key in ``methods``), pair (position in ``pairs``), pair_id, category,
-    kp (position within the pair), kp_id, error and threshold (DINO-frame pixels), pred_index
-    (matched target token), pred_x/pred_y and gt_x/gt_y. A pair listed twice (sampling with
-    replacement) is computed once and recorded twice, unless a method uses the "lowrank" co-PCA:
-    the reference draws new random numbers for every pair it evaluates, so then every position is
-    computed, in order. One call is one reference run: its "lowrank" streams are seeded once, at the
-    start, and draw on ``co_pca_device`` ("cpu", or "cuda" as the reference).
-    """
-    first = _first_positions(pairs)
-    streams = lowrank_streams(methods.values(), co_pca_device)
-    records, done = [], {}
-    for position, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):
-        key = (pair.pair_id, position in first) if not streams else position
-        if key not in done:
-            done[key] = _evaluate_pair(pair, methods, grid, sd, dino, position in first, projection, streams)
-        records += [{**row, "pair": position} for row in done[key]]
-    return pd.DataFrame(records)
-
-
-def _evaluate_pair(pair: Pair, methods: dict[str, Method], grid: int, sd, dino, first: bool,
-                   projection, streams: dict | None = None) -> list[dict]:
-    features = pair_features(pair, methods, grid, sd, dino, first, projection, streams)
-    trg_kps, rows, threshold, ids = pair_keypoints(pair, grid)
-    out = []
-    for name, method in methods.items():
-        found = features.similarity(method, rows).argmax(dim=1).numpy()
-        pred = index_to_pixel(found, grid)
-        error = np.linalg.norm(pred - trg_kps, axis=1)
-        for k in range(len(error)):
-            out.append({"method": name, "pair_id": pair.pair_id, "category": pair.category, "kp": k,
-                        "kp_id": int(ids[k]), "error": float(error[k]), "threshold": threshold,
-                        "pred_index": int(found[k]), "pred_x": pred[k, 0], "pred_y": pred[k, 1],
-                        "gt_x": trg_kps[k, 0], "gt_y": trg_kps[k, 1]})
-    return out

@@ -1,7 +1,7 @@
 """The records a results table is computed from, carried by the table and written next to its CSV.
 
 Every table function of :mod:`sdfuse.tables` attaches its records to the DataFrame it returns
-(:func:`attach`, in ``table.attrs``); :func:`sdfuse.report.save_results` writes each kind beside
+(:func:`attach`, in ``table.attrs``); :func:`sdfuse.book.display.save_results` writes each kind beside
 ``results/<profile>/<table>.csv`` as ``<table>.<kind>.csv.gz`` (gzip CSV; Parquet would need
 pyarrow, which is not a dependency). Read one back with :func:`read_records`.
 
@@ -26,15 +26,15 @@ gt_x/y     ground-truth target point in the frame
 ========== ============================================================================
 
 A keypoint is correct at α when ``error < α · threshold``. The four aggregates of a row are
-recomputed by :func:`sdfuse.metrics.aggregates` on its records (all rows at once:
-:func:`sdfuse.metrics.table_aggregates`), per-category PCK by :func:`sdfuse.metrics.per_category`.
+recomputed by :func:`sdfuse.protocol.metrics.aggregates` on its records (all rows at once:
+:func:`sdfuse.protocol.metrics.table_aggregates`), per-category PCK by :func:`sdfuse.protocol.metrics.per_category`.
 
 ``tss_samples`` (Table 5) — one row per TSS sample (pair folder and direction), method, form and
 α: subset, pair_dir, direction ("12" or "21"), method, form, alpha, value (the sample's PCK in %);
 the per-subset means are means of ``value``.
 
 ``keypoints`` of the outcome analysis (written next to ``table6.csv``; Table 7 and Fig. 2 come from
-the same records) — :func:`sdfuse.outcomes.outcome_records`' columns: category, pair_id, pair, kp,
+the same records) — :func:`sdfuse.evaluation.outcomes.outcome_records`' columns: category, pair_id, pair, kp,
 threshold, gt_index, pred_/error_<M> and rel_<M>_gt, rel_<M>_at_<N> for M, N in SD, DINO, Fuse.
 """
 from __future__ import annotations
@@ -84,5 +84,5 @@ def write_records(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_records(path: str | Path) -> pd.DataFrame:
-    """A records file written by :func:`sdfuse.report.save_results` (gzip CSV); names stay strings."""
+    """A records file written by :func:`sdfuse.book.display.save_results` (gzip CSV); names stay strings."""
     return pd.read_csv(path, dtype={name: str for name in TEXT_COLUMNS})

@@ -27,15 +27,15 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .bootstrap import RESAMPLES, SEED, interval, stratified_sums
-from .datasets.derived import cached_png, derived_key
-from .datasets.pairs import Pair
-from .datasets.tss import (TSSSample, dense_flow_to_image, flow_from_nn, pair_folder_counts, read_sample, tss_pck,
-                           weighted_average)
-from .errors import ConfigError
-from .evaluation import Method, pair_features
-from .matching import dense_nearest
-from .profiles import Run
+from ..protocol.bootstrap import RESAMPLES, SEED, interval, stratified_sums
+from ..data.datasets.derived import cached_png, derived_key
+from ..data.datasets.pairs import Pair
+from ..data.datasets.tss import TSSSample, pair_folder_counts, read_sample
+from ..protocol.flow import dense_flow_to_image, flow_from_nn, tss_pck, weighted_average
+from ..errors import ConfigError
+from .pair_features import Method, pair_features
+from ..protocol.matching import dense_nearest
+from ..profiles.runs import Run
 
 
 @dataclass(frozen=True)

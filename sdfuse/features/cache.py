@@ -4,9 +4,9 @@ An entry is one safetensors file per image and extractor setting, at
 ``<root>/<kind>-<setting digest>/<image digest[:2]>/<image digest>.safetensors``, where the image
 digest is the sha256 of the image file's bytes and the setting digest covers every field of the
 extractor's fingerprint (weights identity, input size, timestep, noise seed, conditioning, layers,
-dtype, code version) and the image-decoding conventions (:data:`sdfuse.images.IMAGE_DECODING`).
+dtype, code version) and the image-decoding conventions (:data:`sdfuse.data.images.IMAGE_DECODING`).
 Writes go to a temporary ``.tmp-<pid>-<host>-*.part`` file in the same folder, are fsync'ed and
-renamed into place (:func:`sdfuse.storage.atomic_write`), so an interrupted or killed run leaves no
+renamed into place (:func:`sdfuse.data.storage.atomic_write`), so an interrupted or killed run leaves no
 readable partial entry and a rerun resumes where it stopped; the temporary files of dead writers are
 never read and are removed by the next :meth:`CachedExtractor.prefill`. Concurrent writers of the
 same entry each write their own temporary file and the last rename wins: a reader sees a complete
@@ -42,8 +42,8 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..errors import DatasetError, FeatureError
-from ..images import IMAGE_DECODING, open_rgb
-from ..storage import atomic_write, atomic_write_text, remove_stray_tmp
+from ..data.images import IMAGE_DECODING, open_rgb
+from ..data.storage import atomic_write, atomic_write_text, remove_stray_tmp
 
 log = logging.getLogger(__name__)
 

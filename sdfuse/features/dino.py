@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import ConfigError
-from ..geometry import DINO_PATCH
-from ..images import frame_pixels
+from ..protocol.geometry import DINO_PATCH
+from ..data.images import frame_pixels
 from .sd import DTYPES, check_device, require_device
 from .weights import local_weights, missing_weights, weights_identity
 
@@ -158,7 +158,7 @@ class DinoFeatureExtractor:
     def extract(self, image: Image.Image) -> dict[int, torch.Tensor]:
         """Features of a PIL image: resize-pad to 14·G (§1.1), ImageNet normalisation, :meth:`extract_pixels`.
 
-        Any mode is accepted (:func:`sdfuse.images.frame_pixels`).
+        Any mode is accepted (:func:`sdfuse.data.images.frame_pixels`).
         """
         pixels = frame_pixels(image, self.config.image_size, self.config.edge_pad)
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)

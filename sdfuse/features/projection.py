@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import WeightsNotFoundError
-from ..images import frame_pixels
+from ..data.images import frame_pixels
 from .captioner import read_checkpoint
 from .sd import SDConfig, SDFeatureExtractor, average_windows, window_starts
 from .weights import file_identity

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError, ResourceError
-from ..geometry import SD_CELL
-from ..images import frame_pixels
+from ..protocol.geometry import SD_CELL
+from ..data.images import frame_pixels
 from .weights import file_identity, local_weights, missing_weights, weights_identity
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ class SDFeatureExtractor:
     def extract(self, image: Image.Image) -> dict[int, torch.Tensor]:
         """Features of a PIL image: resize-pad to 16·G (§1.1), then :meth:`extract_pixels`.
 
-        Any mode is accepted (:func:`sdfuse.images.frame_pixels`).
+        Any mode is accepted (:func:`sdfuse.data.images.frame_pixels`).
         """
         pixels = frame_pixels(image, self.config.image_size, self.config.edge_pad)
         return {layer: maps.cpu() for layer, maps in self.extract_pixels(pixels).items()}

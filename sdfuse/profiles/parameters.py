@@ -4,7 +4,7 @@ every notebook's parameters cell.
 Each :class:`Parameter` has a type, a range or a set of choices and a help text. The CLI parses
 ``-p key=value`` with it, :func:`sdfuse.profiles.resolve` checks every value with it before any model
 loads, and the first lines of each table notebook's parameters cell are generated from it
-(:func:`parameters_cell`; ``python -m sdfuse.parameters`` rewrites them, a test checks they agree), so
+(:func:`parameters_cell`; ``python -m sdfuse.profiles.parameters`` rewrites them, a test checks they agree), so
 ``papermill --help-notebook`` lists every parameter with its help. This module imports nothing heavy.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 PROFILES: dict[str, dict] = {
     # pca_dim: co-PCA size per SD layer (§3.1); pca_sweep: supp. Table 2's sizes. The smoke models'
@@ -198,6 +198,11 @@ MIRROR_OPTION = Parameter("--mirror", "str", None, "base URL of a mirror",
 
 BY_NAME = {p.name: p for p in RUN_PARAMETERS}
 
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS = {"table1": "01_unet_layers", "table2": "02_reduction", "table3": "03_fusion_strategy",
+             "alpha_sweep": "04_alpha_sweep", "table5": "05_dino_variants", "outcomes": "06_outcomes",
+             "table8": "08_cub200", "match": "10_match_your_images"}
+"""Table notebooks and the "Match your own images" page: short name (for ``--only``) → file stem in ``notebooks/``."""
 _WEIGHT = dict(minimum=0, maximum=1)
 NOTEBOOK_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     "04_alpha_sweep": (
@@ -298,7 +303,7 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return params
 
 
-GENERATED_END = "# (end of the generated parameters: python -m sdfuse.parameters writes them from sdfuse.parameters)"
+GENERATED_END = "# (end of the generated parameters: python -m sdfuse.profiles.parameters writes them from sdfuse.profiles.parameters)"
 """The line after the generated block of a notebook's parameters cell."""
 
 
@@ -329,7 +334,7 @@ def rewrite_notebooks(paths: list[Path]) -> list[Path]:
         old = "".join(cell["source"])
         new = notebook_parameter_source(old, path.stem)
         if new != old:
-            from .storage import atomic_write_text
+            from ..data.storage import atomic_write_text
 
             cell["source"] = new.splitlines(keepends=True)
             atomic_write_text(path, json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
@@ -339,9 +344,7 @@ def rewrite_notebooks(paths: list[Path]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sdfuse.parameters [NOTEBOOK ...]``: regenerate the notebooks' run parameters."""
-    from .runner import NOTEBOOK_DIR, NOTEBOOKS
-
+    """``python -m sdfuse.profiles.parameters [NOTEBOOK ...]``: regenerate the notebooks' run parameters."""
     paths = [Path(p) for p in argv] if argv else [NOTEBOOK_DIR / f"{stem}.ipynb" for stem in NOTEBOOKS.values()]
     for path in rewrite_notebooks(paths):
         print(f"rewrote {path}")

@@ -5,7 +5,7 @@ machinery, not the paper. ``rehearsal`` runs the paper's exact settings on the r
 with seeded random weights and synthetic data at real image sizes: it proves the paper path
 (loading, shapes, memory, time), its numbers mean nothing. ``paper`` uses SD v1.5 and DINOv2
 ViT-B/14 with real weights on the real datasets at G = 60. The parameters and their checks are
-:data:`sdfuse.parameters.RUN_PARAMETERS`.
+:data:`sdfuse.profiles.parameters.RUN_PARAMETERS`.
 """
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .datasets import Pair, load_spair
-from .features.cache import CachedExtractor
-from .features.dino import DinoConfig, DinoFeatureExtractor
-from .features.sd import SDConfig, SDFeatureExtractor
-from .manifests import load_manifest
+from ..data.datasets import Pair, load_spair
+from ..features.cache import CachedExtractor
+from ..features.dino import DinoConfig, DinoFeatureExtractor
+from ..features.sd import SDConfig, SDFeatureExtractor
+from ..data.manifests import load_manifest
 from .parameters import PROFILES, RUN_PARAMETERS, check_notebook_values, check_together, check_values
-from .paths import data_home, display_path, sdfuse_home
+from ..data.paths import data_home, display_path, sdfuse_home
 
 
 def _device(name: str) -> str:
@@ -68,7 +68,7 @@ class Run:
         """SD features through ODISE's projection heads (supp. Table 2's first row); None without the checkpoint."""
         if not self.sd.captioner_checkpoint:
             return None
-        from .features.projection import ProjectedSDExtractor, ProjectionConfig
+        from ..features.projection import ProjectedSDExtractor, ProjectionConfig
 
         extractor = ProjectedSDExtractor(ProjectionConfig(self.sd, self.sd.captioner_checkpoint),
                                          self.sd_features.extractor)
@@ -90,7 +90,7 @@ class Run:
 
     def describe(self) -> dict:
         """The run's settings as plain values (for banners and provenance), paths in their display form
-        (:func:`sdfuse.paths.display_path`)."""
+        (:func:`sdfuse.data.paths.display_path`)."""
         return {"profile": self.profile, "grid": self.grid, "sd_input_px": self.sd.image_size,
                 "dino_input_px": self.dino.image_size, "pairs_per_category": self.pairs_per_category,
                 "seed": self.seed, "pca_dim": self.pca_dim, "device": self.sd.device, "dtype": self.sd.dtype,
@@ -104,10 +104,10 @@ class Run:
 def resolve(profile: str = "smoke", *, progress: bool = True, **overrides) -> Run:
     """A :class:`Run` for ``profile`` with any default overridden; every value is checked before any model loads.
 
-    ``overrides`` are the run parameters of :data:`sdfuse.parameters.RUN_PARAMETERS` (the same names
+    ``overrides`` are the run parameters of :data:`sdfuse.profiles.parameters.RUN_PARAMETERS` (the same names
     as ``-p`` on the command line and in every notebook's parameters cell); None keeps the profile's
     default. The smoke and rehearsal profiles build their models and fixture data under
-    ``$SDFUSE_HOME/<profile>`` on first use (:func:`sdfuse.assets.ensure_assets`). DINOv2 blocks 9
+    ``$SDFUSE_HOME/<profile>`` on first use (:func:`sdfuse.profiles.assets.ensure_assets`). DINOv2 blocks 9
     and 11 are both cached by default (one pass; Ensemble-ViT needs block 9).
     """
     values = check_values({"profile": profile, **overrides})
@@ -161,8 +161,8 @@ def from_notebook(namespace: dict, progress: bool = False) -> Run:
     """The :class:`Run` of a notebook: every run parameter read from its namespace (the generated
     block of its parameters cell, as papermill left it).
 
-    The notebook's own parameters (:data:`sdfuse.parameters.NOTEBOOK_PARAMETERS`) are checked too, with
-    what they need of the run (:func:`~sdfuse.parameters.check_together`), and written back to the
+    The notebook's own parameters (:data:`sdfuse.profiles.parameters.NOTEBOOK_PARAMETERS`) are checked too, with
+    what they need of the run (:func:`~sdfuse.profiles.parameters.check_together`), and written back to the
     namespace converted (``-p cub_classes 1,2`` from papermill becomes ``[1, 2]``).
     """
     own = check_notebook_values(namespace)

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 RESAMPLES = 1000
 """Bootstrap resamples per interval (0 switches intervals off: NaN bounds)."""

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .geometry import DINO_PATCH, resize_pad
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SD_LAYER_ORDER = (8, 5, 2)
 """Channel order of the assembled SD descriptor: layer 8 | layer 5 | layer 2 (PROTOCOL §3.1)."""

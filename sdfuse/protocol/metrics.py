@@ -1,13 +1,13 @@
 """PCK with the reference's conventions, its four aggregates and their bootstrap intervals (PROTOCOL §7.1, AMBIG-9).
 
-Evaluations produce one record per evaluated keypoint (schema: :mod:`sdfuse.records`): its
+Evaluations produce one record per evaluated keypoint (schema: :mod:`sdfuse.evaluation.records`): its
 ``category``, the ``pair`` it belongs to (position in the evaluated list, so a pair drawn twice
 counts twice), its prediction ``error`` and the pair's ``threshold`` length, both in the DINO
 frame. A keypoint is correct at α when error < α · threshold (strict).
 
 Every aggregate is a ratio of per-category sums over pairs (keypoints, hits, per-pair PCK,
 pairs), so the point value and the bootstrap replicates (pairs resampled within categories,
-:mod:`sdfuse.bootstrap`) come from one formula, :func:`_statistics`.
+:mod:`sdfuse.protocol.bootstrap`) come from one formula, :func:`_statistics`.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ AGGREGATES = ("category_mean", "pair_weighted", "keypoint_pooled", "per_image")
 (c) all keypoints pooled; (d) mean over pairs of per-pair PCK (PROTOCOL §7.1, AMBIG-9)."""
 SPAIR_ALPHAS = (0.01, 0.05, 0.10)
 RECORD_KEYS = ("dataset", "setting", "method")
-"""The columns of a table's keypoint records that name its rows (:mod:`sdfuse.records`)."""
+"""The columns of a table's keypoint records that name its rows (:mod:`sdfuse.evaluation.records`)."""
 
 
 def correct(error: np.ndarray, threshold: np.ndarray, alpha: float) -> np.ndarray:
@@ -61,7 +61,7 @@ def per_category(records: pd.DataFrame, alpha: float) -> pd.Series:
 def aggregates(records: pd.DataFrame, alpha: float) -> dict[str, float]:
     """The four across-category aggregates of PCK@α in % (PROTOCOL §7.1, AMBIG-9).
 
-    Applied to one row's keypoint records (e.g. read back with :func:`sdfuse.records.read_records`)
+    Applied to one row's keypoint records (e.g. read back with :func:`sdfuse.evaluation.records.read_records`)
     it recomputes that row's aggregates of the table.
     """
     _, point, _ = stratified_sums(*_pair_columns(records, [alpha])[:2], resamples=0)
@@ -80,7 +80,7 @@ def pck_table(records: pd.DataFrame, alphas=SPAIR_ALPHAS, by: tuple[str, ...] = 
 
     Aggregate rows carry category "all"; per-category rows carry aggregate "per_category".
     ``ci_low``/``ci_high`` bound the ``level`` bootstrap interval from ``resamples`` resamples of
-    the pairs within each category (:mod:`sdfuse.bootstrap`; NaN when ``resamples`` is 0). Groups
+    the pairs within each category (:mod:`sdfuse.protocol.bootstrap`; NaN when ``resamples`` is 0). Groups
     evaluated on the same pairs (the rows of one table) share one set of draws: they are resampled
     jointly, in one matrix product.
     """

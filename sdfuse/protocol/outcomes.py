@@ -5,7 +5,7 @@ mutually visible keypoint, the success of SD, DINO and Fuse at PCK@0.10; the eig
 classes; conditional probabilities as ratios of class counts; and relative distances — the
 min–max normalised distance of a matcher at the ground-truth cell or at the other matcher's
 prediction, with Euclidean distance between L2-normalised descriptors. Every share, probability
-and mean comes with a bootstrap interval (pairs resampled within categories, :mod:`sdfuse.bootstrap`):
+and mean comes with a bootstrap interval (pairs resampled within categories, :mod:`sdfuse.protocol.bootstrap`):
 all are ratios of per-pair sums of class indicators and relative distances, so one resample of
 those sums serves them all (:func:`outcome_tables`).
 """
@@ -16,13 +16,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .bootstrap import RESAMPLES, SEED, interval, stratified_sums
-from .datasets.pairs import Pair
-from .evaluation import Method, pair_features, pair_keypoints
-from .features.cache import CachedExtractor
-from .matching import index_to_pixel, keypoint_rows, similarity_rows
 from .metrics import correct
 
 MATCHERS = ("SD", "DINO", "Fuse")
@@ -36,44 +31,6 @@ def relative_distance(distances: torch.Tensor, at: np.ndarray) -> np.ndarray:
     span = (distances.max(dim=1).values - low).clamp_min(1e-12)
     picked = distances[torch.arange(len(at)), torch.as_tensor(at, dtype=torch.long)]
     return ((picked - low) / span).numpy()
-
-
-def outcome_records(pairs: list[Pair], methods: dict[str, Method], grid: int, sd: CachedExtractor,
-                    dino: CachedExtractor, progress: bool = True) -> pd.DataFrame:
-    """One row per evaluated keypoint with every matcher's error and relative distances.
-
-    ``methods`` maps "SD", "DINO" and "Fuse" to their :class:`Method`. Columns: category, pair,
-    kp, threshold, gt_index (ground-truth cell), pred_<M> (M's matched cell), error_<M>,
-    rel_<M>_gt (M's relative distance at the ground-truth cell) and rel_<M>_at_<N> (M's relative
-    distance at matcher N's prediction).
-    """
-    rows, done = [], {}
-    for position, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):
-        if pair.pair_id not in done:
-            done[pair.pair_id] = _pair_outcomes(pair, methods, grid, sd, dino)
-        rows += [{**row, "pair": position} for row in done[pair.pair_id]]
-    return pd.DataFrame(rows)
-
-
-def _pair_outcomes(pair, methods, grid, sd, dino) -> list[dict]:
-    features = pair_features(pair, methods, grid, sd, dino)
-    trg_kps, rows, threshold, _ = pair_keypoints(pair, grid)
-    gt = keypoint_rows(trg_kps, grid, 14 * grid)
-    found, distance = {}, {}
-    for name in MATCHERS:
-        similarity = similarity_rows(*features.descriptors(methods[name]), rows)
-        found[name] = similarity.argmax(dim=1).numpy()
-        distance[name] = (2 - 2 * similarity).clamp_min(0).sqrt()
-    columns = {"threshold": np.full(len(rows), threshold), "gt_index": gt}
-    for name in MATCHERS:
-        columns[f"pred_{name}"] = found[name]
-        columns[f"error_{name}"] = np.linalg.norm(index_to_pixel(found[name], grid) - trg_kps, axis=1)
-        columns[f"rel_{name}_gt"] = relative_distance(distance[name], gt)
-        for other in MATCHERS:
-            if other != name:
-                columns[f"rel_{name}_at_{other}"] = relative_distance(distance[name], found[other])
-    return [{"category": pair.category, "pair_id": pair.pair_id, "kp": k,
-             **{key: value[k].item() for key, value in columns.items()}} for k in range(len(rows))]
 
 
 def outcome_classes(records: pd.DataFrame, alpha: float = 0.10) -> pd.Series:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .evaluation import Method, evaluate
-from .metrics import SPAIR_ALPHAS, pck_table
-from .profiles import Run
-from .tables import spair_pairs_with_features
+from ..evaluation.pair_features import Method
+from ..evaluation.keypoints import evaluate
+from ..protocol.metrics import SPAIR_ALPHAS, pck_table
+from ..profiles.runs import Run
+from .common import spair_pairs_with_features
 
 SEEDS = (42, 0, 1, 2, 3)
 """The reference's seed (42) and four others."""
@@ -33,7 +34,7 @@ def seed_spread(run: Run, seeds=SEEDS, pairs=None) -> pd.DataFrame:
     """PCK of SD and Fuse (d = ``run.pca_dim``) with the exact co-PCA and with the reference's
     randomised co-PCA under each seed, on the run's SPair-71k pairs (or ``pairs``).
 
-    Tidy rows as :func:`sdfuse.tables.spair_pck` (method, dataset, alpha, aggregate, category, value)
+    Tidy rows as :func:`sdfuse.tables.common.spair_pck` (method, dataset, alpha, aggregate, category, value)
     with ``co_pca`` ("exact" or "lowrank"), ``seed`` (empty for exact) and ``identical_nn``: the share
     of keypoints whose matched target cell equals the exact method's (1 for the exact rows). Every seed
     is one reference run over all pairs, so its draws follow the pairs' order.

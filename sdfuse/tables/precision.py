@@ -12,8 +12,9 @@ import os
 import numpy as np
 import pandas as pd
 
-from .evaluation import Method, evaluate
-from .metrics import AGGREGATES, SPAIR_ALPHAS, pck_table
+from ..evaluation.pair_features import Method
+from ..evaluation.keypoints import evaluate
+from ..protocol.metrics import AGGREGATES, SPAIR_ALPHAS, pck_table
 from .paper import TABLE1_DEFAULT
 
 MAX_PCK_DELTA = 0.2
@@ -31,7 +32,7 @@ def table1_default_methods(pca_dim: int) -> dict[str, Method]:
 def compare_records(reference: pd.DataFrame, candidate: pd.DataFrame, alphas=SPAIR_ALPHAS) -> dict:
     """PCK deltas and nearest-neighbour agreement of two evaluations of the same pairs and methods.
 
-    Both frames come from :func:`sdfuse.evaluation.evaluate`; rows are matched on (method, pair, kp).
+    Both frames come from :func:`sdfuse.evaluation.keypoints.evaluate`; rows are matched on (method, pair, kp).
     """
     keys = ["method", "pair", "kp"]
     merged = reference.merge(candidate, on=keys, suffixes=("_ref", "_cand"), validate="one_to_one")
@@ -71,9 +72,9 @@ def precision_parity(profile: str = "smoke", reference_dtype: str = "float32", c
          "within_tolerance": bool}
 
     PCK values are in %, deltas are candidate − reference in PCK points, over the four aggregates
-    of :data:`sdfuse.metrics.AGGREGATES` at α ∈ {0.01, 0.05, 0.10}.
+    of :data:`sdfuse.protocol.metrics.AGGREGATES` at α ∈ {0.01, 0.05, 0.10}.
     """
-    from .profiles import resolve
+    from ..profiles.runs import resolve
 
     overrides.setdefault("progress", False)
     records, passes, pairs, images = {}, {}, None, None

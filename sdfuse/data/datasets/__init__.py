@@ -1,4 +1,4 @@
-"""Benchmark loaders. Every loader returns a list of :class:`~sdfuse.datasets.pairs.Pair`."""
+"""Benchmark loaders. Every loader returns a list of :class:`~sdfuse.data.datasets.pairs.Pair`."""
 from .pairs import Pair
 from .spair import load_spair
 

@@ -18,9 +18,9 @@ Verified against the public sources (through the search tool; no code copied):
   reads ``id``, ``rel_path`` and ``bbox`` only; keypoints come from ``part_locs.txt`` as in ASIC.
 
 The crops are derived images, so :func:`load_cub` writes them as PNG files under a cache folder,
-named by the source image's content and the crop (:mod:`sdfuse.datasets.derived`), and returns
+named by the source image's content and the crop (:mod:`sdfuse.data.datasets.derived`), and returns
 pairs that point at them, all 256×256 with threshold 256 (the image size). Before that every
-record is checked against its image (:func:`_checked_image`, :mod:`sdfuse.datasets.checks`).
+record is checked against its image (:func:`_checked_image`, :mod:`sdfuse.data.datasets.checks`).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from ..errors import DatasetError
+from ...errors import DatasetError
 from ..images import image_size, open_rgb
 from .checks import BORDER_TOLERANCE_PX, TEXT_ENCODING, box_problem, outside_root
 from .derived import cached_png, derived_key
@@ -211,7 +211,7 @@ def read_split(mat_path: Path, classes: tuple[int, ...]) -> list[CubRecord]:
 
 def _checked_image(root: Path, record: CubRecord, kps: tuple[np.ndarray, np.ndarray], where: str) -> Path:
     """The record's image, checked against it: inside ``images/``, of the recorded size, the bbox and
-    the visible parts inside it within :data:`~sdfuse.datasets.checks.BORDER_TOLERANCE_PX`."""
+    the visible parts inside it within :data:`~sdfuse.data.datasets.checks.BORDER_TOLERANCE_PX`."""
     hint = verify_hint("cub200", root)
     source = root / "images" / record.rel_path
     problem = outside_root(source, root / "images")

@@ -2,9 +2,9 @@
 
 A derived file is named by a key over the sha256 of its source files' bytes, the derivation's
 settings (its name and version, its parameters) and the image-decoding conventions
-(:data:`sdfuse.images.IMAGE_DECODING`), never by the source's name alone: a replaced or edited
+(:data:`sdfuse.data.images.IMAGE_DECODING`), never by the source's name alone: a replaced or edited
 source, or a changed derivation, gives another file, so a stale one is never read. Files are
-written under a temporary name and renamed (:func:`sdfuse.storage.atomic_write`); one that no
+written under a temporary name and renamed (:func:`sdfuse.data.storage.atomic_write`); one that no
 longer passes its PNG checksums is written again.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable
 
 from PIL import Image
 
-from ..errors import DatasetError
+from ...errors import DatasetError
 from ..images import IMAGE_DECODING
 from ..storage import atomic_write
 

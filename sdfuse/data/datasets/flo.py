@@ -4,7 +4,7 @@ Layout (little-endian): float32 magic 202021.25, int32 width W, int32 height H, 
 float32 values, row by row, with (u, v) interleaved per pixel. The reader checks every part of
 it and rejects a file that is not exactly that long, so a wrong size is never read as a flow.
 NaN and infinite values are rejected too (Middlebury marks unknown flow with finite values above
-1e9), unless the caller asks for them, as :func:`sdfuse.datasets.tss.read_sample` does to allow
+1e9), unless the caller asks for them, as :func:`sdfuse.data.datasets.tss.read_sample` does to allow
 them where the validity mask excludes the pixel.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
+from ...errors import ConfigError, DatasetError
 
 FLO_MAGIC = np.float32(202021.25)
 """The Middlebury tag: the bytes 'PIEH' read as a little-endian float32."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SdfuseError
+from ...errors import SdfuseError
 
 
 def fetch_hint(name: str, folder: str | Path) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import frame_scale, map_keypoints
+from ...protocol.geometry import frame_scale, map_keypoints
 
 
 @dataclass(frozen=True, eq=False)

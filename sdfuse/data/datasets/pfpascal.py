@@ -20,7 +20,7 @@ Malformed rows are **rejected**, never skipped: the first bad row raises :class:
 naming the CSV file and its row, counted as 1-based lines of the file (the header is row 1).
 Blank lines are ignored, as pandas does; a UTF-8 byte-order mark is accepted. Coordinates must be
 finite; image paths must be relative and resolve (symbolic links followed) inside the
-``PF-dataset-PASCAL`` folder; images must exist and be readable (:func:`sdfuse.images.image_size`).
+``PF-dataset-PASCAL`` folder; images must exist and be readable (:func:`sdfuse.data.images.image_size`).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
+from ...errors import DatasetError
 from .checks import TEXT_ENCODING, checked_size, outside_root
 from .hints import fetch_hint, verify_hint
 from .pairs import Pair

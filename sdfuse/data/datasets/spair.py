@@ -4,7 +4,7 @@ Pair JSONs are validated, never trusted: a malformed, inconsistent or out-of-ran
 one that disagrees with its images (their sizes) or leaves the dataset folder, raises
 :class:`~sdfuse.errors.DatasetError` naming the file and the field (see :func:`read_pair`), so no
 wrong keypoint or threshold ever reaches a PCK. Coordinates are the stored pixel grid's (EXIF orientation
-is not applied, :mod:`sdfuse.images`).
+is not applied, :mod:`sdfuse.data.images`).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
+from ...errors import DatasetError
 from .checks import TEXT_ENCODING, box_problem, checked_size, outside_root
 from .hints import fetch_hint, verify_hint
 from .pairs import Pair
@@ -140,12 +140,12 @@ def read_pair(path: Path, root: Path, sizes: dict[Path, tuple[int, int]] | None 
 
     Checked (PROTOCOL §11's keys): the category is a plain name (and matches the file name's
     ``:<category>`` suffix); the image names are plain file names of images that exist inside
-    ``root`` (symbolic links resolved, :mod:`sdfuse.datasets.checks`); ``*_imsize`` are [W, H, C]
+    ``root`` (symbolic links resolved, :mod:`sdfuse.data.datasets.checks`); ``*_imsize`` are [W, H, C]
     with sides in [1, 65536] and equal to the image files' sizes (headers, memoised in ``sizes``);
     ``src_kps``/``trg_kps`` are lists of [x, y] finite numbers inside their image ([0, W] × [0, H])
     and as long as ``kps_ids`` (unique integers ≥ 0, at least one); ``trg_bndbox`` (and
     ``src_bndbox`` when present) is 4 finite numbers with x1 < x2, y1 < y2, inside its image within
-    :data:`~sdfuse.datasets.checks.BORDER_TOLERANCE_PX`; ``mirror`` is 0. The file is UTF-8, with
+    :data:`~sdfuse.data.datasets.checks.BORDER_TOLERANCE_PX`; ``mirror`` is 0. The file is UTF-8, with
     or without a byte-order mark. Anything else raises :class:`DatasetError` naming the file and
     the field.
     """

@@ -1,4 +1,4 @@
-"""TSS (FG3DCar, JODS, PASCAL): samples, pair padding and the feature-free half of the dense evaluation.
+"""TSS (FG3DCar, JODS, PASCAL): samples and pair padding; the flow arithmetic is :mod:`sdfuse.protocol.flow`.
 
 Everything here follows PROTOCOL §8 (read from the reference's ``pck_tss.py`` and
 ``utils/utils_tss.py``). Conventions worth keeping in mind:
@@ -9,7 +9,7 @@ Everything here follows PROTOCOL §8 (read from the reference's ``pck_tss.py`` a
 - Both images are zero-padded at the right/bottom to a common H×W; the GT flow by replicating
   its last row/column, the mask by zeros (:func:`pad_pair`).
 - A target pixel is correct when its end-point error is **≤** α·L_pck (not <), with L_pck the
-  longer side of the *unpadded* source image; PCK is the mean over valid pixels (:func:`tss_pck`).
+  longer side of the *unpadded* source image; PCK is the mean over valid pixels (:func:`sdfuse.protocol.flow.tss_pck`).
 """
 from __future__ import annotations
 
@@ -19,18 +19,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from ..errors import ConfigError, DatasetError
+from ...errors import DatasetError
 from ..images import open_gray, open_rgb
 from .checks import outside_root
 from .flo import UNKNOWN_FLOW_THRESH, read_flo
 from .hints import fetch_hint, verify_hint
 
 TSS_SUBSETS = ("FG3DCar", "JODS", "PASCAL")
-TSS_PAIR_FOLDERS = {"FG3DCar": 195, "JODS": 81, "PASCAL": 124}
-"""Pair folders per subset in the real dataset (400 in all, 800 samples) (PROTOCOL §8, §16)."""
 TSS_ALPHA = 0.05
 """The reported threshold: PCK@0.05 (supp. Table 5)."""
 PAIR_FILES = ("image1.png", "image2.png", "flow1.flo", "flow2.flo", "mask1.png", "mask2.png")
@@ -87,7 +83,7 @@ def load_tss(root: str | Path, subsets: tuple[str, ...] = TSS_SUBSETS) -> list[T
 
     Subsets in the order given, pair folders in sorted name order, both directions per folder:
     2 × 400 = 800 samples for the real dataset. Every file of a pair folder must resolve (symbolic
-    links followed) inside ``root`` (:mod:`sdfuse.datasets.checks`).
+    links followed) inside ``root`` (:mod:`sdfuse.data.datasets.checks`).
     """
     root = Path(root).expanduser()
     samples: list[TSSSample] = []
@@ -134,7 +130,7 @@ def read_sample(sample: TSSSample) -> TSSData:
 
     The mask is valid where its grey value is 255, as the reference's ``/255`` then ``uint8``
     cast; L_pck = max(H, W) of the unpadded source image. Images go through
-    :func:`sdfuse.images.open_rgb` (damaged files raise :class:`DatasetError` naming them). The GT
+    :func:`sdfuse.data.images.open_rgb` (damaged files raise :class:`DatasetError` naming them). The GT
     flow may be unknown (NaN, infinite or above 1e9, Middlebury) only where the mask is invalid;
     there it is set to 0, which no PCK reads; unknown flow at a valid pixel is an error.
     """
@@ -154,72 +150,3 @@ def read_sample(sample: TSSSample) -> TSSData:
                            f"pixel(s) that {sample.mask.name} marks valid, first at row {row}, column {col}")
     flow[unknown] = 0.0
     return TSSData(*pad_pair(src, trg, flow, mask), l_pck=float(max(src.shape[:2])))
-
-
-def flow_from_nn(nn_index: np.ndarray, grid: int, *, true_division: bool = False) -> np.ndarray:
-    """(G, G, 2) float32 flow in cells from each target cell's nearest source cell (PROTOCOL §8).
-
-    ``nn_index[t]`` is the row-major source index G·r_s + c_s matched to target cell t =
-    G·r_t + c_t; the flow at (r_t, c_t) is (c_s − c_t, r_s − r_t) with the integer source row
-    r_s = index // G (the flow the code intends; the ``paper`` form).
-
-    ``true_division=True`` computes what the released ``pck_tss.py`` computes under the torch it
-    pins (1.13.1; any torch ≥ 1.8): ``torch.div(indices, W)`` is a true division, so its source
-    row is the float32 quotient index / G = r_s + c_s / G, and the flow is formed in float32 as
-    there: float32(index / G) − float32(r_t) (the ``reference`` form, AMBIG-11).
-    """
-    nn = np.asarray(nn_index).reshape(-1)
-    if nn.size != grid * grid or nn.min() < 0 or nn.max() >= grid * grid:
-        raise ConfigError(f"nn_index must hold {grid}×{grid} source indices in [0, {grid * grid}), "
-                          f"got {nn.size} values in [{nn.min()}, {nn.max()}]")
-    rows, cols = (part.astype(np.float32) for part in np.divmod(np.arange(grid * grid), grid))
-    src_rows = nn.astype(np.float32) / np.float32(grid) if true_division else (nn // grid).astype(np.float32)
-    flow = np.stack([(nn % grid).astype(np.float32) - cols, src_rows - rows], axis=-1)
-    return flow.reshape(grid, grid, 2)
-
-
-def dense_flow_to_image(flow_cells: np.ndarray, padded_hw: tuple[int, int]) -> np.ndarray:
-    """Upsample a (G, G, 2) cell flow to the padded pair's (H, W, 2) pixel flow (PROTOCOL §8).
-
-    Bilinear (align_corners=False) to L×L with L = max(H, W), times L/G, then the centre region
-    of the resize-with-padding: columns (L−W)//2 … +W when L = H, else rows (L−H)//2 … +H.
-    """
-    height, width = padded_hw
-    long_edge = max(height, width)
-    grid = flow_cells.shape[0]
-    cells = torch.from_numpy(np.ascontiguousarray(flow_cells, dtype=np.float32)).permute(2, 0, 1)[None]
-    dense = F.interpolate(cells, size=(long_edge, long_edge), mode="bilinear", align_corners=False)
-    dense = (dense * (long_edge / grid))[0].permute(1, 2, 0).numpy()
-    if long_edge == height:
-        left = (long_edge - width) // 2
-        return dense[:, left:left + width]
-    top = (long_edge - height) // 2
-    return dense[top:top + height, :]
-
-
-def tss_pck(flow_est: np.ndarray, flow_gt: np.ndarray, mask: np.ndarray, l_pck: float, alpha: float) -> float:
-    """PCK in % of one sample: valid pixels whose EPE ≤ α·L_pck (PROTOCOL §8; note ≤, not <).
-
-    EPE is computed in float32 as the reference does; ``mask`` selects the valid target pixels.
-    """
-    valid = np.asarray(mask, dtype=bool)
-    if flow_est.shape != flow_gt.shape or flow_gt.shape[:2] != valid.shape:
-        raise ConfigError(f"flow shapes {flow_est.shape} / {flow_gt.shape} and mask {valid.shape} disagree")
-    if not valid.any():
-        raise DatasetError("the validity mask has no valid pixel, so TSS PCK is undefined for this sample")
-    diff = np.asarray(flow_est, dtype=np.float32)[valid] - np.asarray(flow_gt, dtype=np.float32)[valid]
-    epe = np.sqrt(np.sum(diff ** 2, axis=1))
-    return 100.0 * float(np.mean(epe <= alpha * l_pck))
-
-
-def weighted_average(per_subset: dict[str, float], folder_counts: dict[str, int] = TSS_PAIR_FOLDERS) -> float:
-    """Table 5's "Avg.": subset PCKs weighted by their pair-folder counts (PROTOCOL §16).
-
-    With the real counts (195, 81, 124) this reproduces the supplement's column; the plain mean
-    of the three subsets does not.
-    """
-    unknown = sorted(set(per_subset) - set(folder_counts))
-    if unknown:
-        raise ConfigError(f"no pair-folder count for TSS subset(s) {unknown}; known: {sorted(folder_counts)}")
-    total = sum(folder_counts[name] for name in per_subset)
-    return sum(value * folder_counts[name] for name, value in per_subset.items()) / total
