@@ -25,8 +25,8 @@ import torch
 from PIL import Image
 
 from sdfuse.data.datasets.pairs import Pair
-from sdfuse.evaluation.pair_features import Method
 from sdfuse.evaluation.keypoints import evaluate
+from sdfuse.evaluation.pair_features import Method
 from sdfuse.features.cache import CachedExtractor
 
 from .cache_size import DINO_SHAPES, SD_SHAPES
@@ -110,7 +110,7 @@ def run(reps: int = 3, keypoints: int = 10) -> dict:
             "overhead_fraction_resident": round(median["verify_resident_s"] / rest, 4),
             "target": f"<= {TARGET}", "target_met": overhead <= TARGET,
             "runs": [{k: round(v, 4) for k, v in r.items()} for r in runs],
-            "method": "sdfuse.evaluation.keypoints.evaluate of one pair, default Fuse method, G = 60, fresh cache objects "
+            "method": "evaluate of one pair, default Fuse method, G = 60, fresh cache objects "
                       "(all 4 entries read from disk); verify timed inside the run and again on resident tensors; "
                       "overhead = verify / (run - verify), medians over reps"}
 

@@ -1,7 +1,7 @@
 """Wall time of ``sdfuse match`` at G = 60 on the CPU: a first call (empty feature cache) and repeated ones.
 
 Profile: ``rehearsal`` (the real SD v1.5 and DINOv2 ViT-B/14 architectures with random weights) when
-:data:`sdfuse.profiles.runs.PROFILES` has it, else ``smoke`` (the output says which). The images are two
+:data:`sdfuse.profiles.parameters.PROFILES` has it, else ``smoke`` (the output says which). The images are two
 that matplotlib ships (the Grace Hopper photograph, 512×600, and the present, 128×128). Every call
 is a fresh process, ``sdfuse match A B --profile P -p grid=60 -p device='cpu' --out …``, so it
 includes Python start-up, imports and model loading as a user sees them; the profile's assets (if it

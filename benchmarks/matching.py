@@ -4,7 +4,7 @@ whole, interleaved in one process, with the torch/BLAS threads pinned.
 Figures (each timed ``reps`` times, one of each per round, rounds in a row):
 
 - ``ours_fuse``: the library's whole per-pair step for the default Fuse method,
-  :func:`sdfuse.evaluation.pair_features._evaluate_pair` on one pair of in-memory random float32 features (SD layers
+  :func:`sdfuse.evaluation.keypoints._evaluate_pair` on one pair of in-memory random float32 features (SD layers
   2/5/8 at 1280×15×15, 1280×30×30, 640×60×60; DINOv2 768×60×60; K keypoints): exact co-PCA (256 per
   layer), assembly, fusion, NN of the K keypoint rows, keypoint records.
 - ``ours_table1``: the same step for supp. Table 1's 14 methods (7 layer subsets × SD, Fuse) at once.

@@ -25,8 +25,8 @@ The public names, re-exported here on first use (each function cites the PROTOCO
 (:mod:`sdfuse.profiles`); ``ensure_assets`` (:mod:`sdfuse.profiles.assets`); ``read_records``
 (:mod:`sdfuse.evaluation.records`); ``precision_parity`` (:mod:`sdfuse.tables.precision`).
 
-The modules' names before the stage packages (``sdfuse.protocol.geometry``, ``sdfuse.book.display``, …) still import,
-with a DeprecationWarning, for one release (:data:`MOVED`).
+The modules' names before the stage packages (``sdfuse.geometry``, ``sdfuse.report``, …) still
+import, with a DeprecationWarning, for one release (:data:`MOVED`).
 """
 import importlib
 import importlib.abc
@@ -40,7 +40,8 @@ _LAZY = {"match": "api", "describe": "api",
          **dict.fromkeys(["resize_pad", "map_keypoints", "pixel_to_patch", "patch_to_pixel"], "protocol.geometry"),
          **dict.fromkeys(["co_pca", "co_pca_layers", "assemble_sd", "fuse"], "protocol.fusion"),
          **dict.fromkeys(["nearest_patches", "match_keypoints"], "protocol.matching"),
-         **dict.fromkeys(["correct", "per_category", "aggregates", "table_aggregates", "pck_table"], "protocol.metrics"),
+         **dict.fromkeys(["correct", "per_category", "aggregates", "table_aggregates", "pck_table"],
+                         "protocol.metrics"),
          **dict.fromkeys(["stratified_sums", "interval"], "protocol.bootstrap"),
          "BilateralFilter": "protocol.dino_variants", "Pair": "data.datasets", "load_spair": "data.datasets",
          "SDConfig": "features.sd", "SDFeatureExtractor": "features.sd", "DinoConfig": "features.dino",
@@ -51,14 +52,15 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 _STAGES = {"protocol": "geometry fusion matching metrics bootstrap dino_variants",
            "data": "datasets manifests download datalock datastore archives images storage paths",
-           "features": "shard", "profiles": "parameters assets", "evaluation": "records", "tables": "paper precision "
-           "co_pca_randomness", "book": "status provenance runner run_record bundle launch_buttons viz quality reliability"}
+           "features": "shard", "profiles": "parameters assets", "evaluation": "records",
+           "tables": "paper precision co_pca_randomness",
+           "book": "status provenance runner run_record bundle launch_buttons viz quality reliability"}
 MOVED = {f"sdfuse.{name}": (f"sdfuse.{stage}.{name}",) for stage, names in _STAGES.items() for name in names.split()}
-MOVED |= {"sdfuse.evaluation.tss": ("sdfuse.evaluation.tss",),
-          "sdfuse.protocol.outcomes": ("sdfuse.protocol.outcomes", "sdfuse.evaluation.outcomes"),
-          "sdfuse.book.display": tuple(f"sdfuse.book.{name}" for name in ("display", "figures", "alpha_sweep_page",
-                                                                     "outcomes_page", "table5_page", "status_page",
-                                                                     "run_page"))}
+MOVED |= {"sdfuse.dense": ("sdfuse.evaluation.tss",),
+          "sdfuse.outcomes": ("sdfuse.protocol.outcomes", "sdfuse.evaluation.outcomes"),
+          "sdfuse.report": tuple(f"sdfuse.book.{name}" for name in ("display", "figures", "alpha_sweep_page",
+                                                                "outcomes_page", "table5_page", "status_page",
+                                                                "run_page"))}
 """Old module name → the module(s) that now hold its names (several when the old module was split)."""
 
 
@@ -77,17 +79,17 @@ def _moved(old: str) -> types.ModuleType:
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Lets ``import sdfuse.protocol.geometry`` (and ``sdfuse.data.datasets.spair``) import the module's new home."""
+    """Lets ``import sdfuse.geometry`` (and ``sdfuse.datasets.spair``) import the module's new home."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname in MOVED or fullname.startswith("sdfuse.data.datasets."):
+        if fullname in MOVED or fullname.startswith("sdfuse.datasets."):
             return importlib.util.spec_from_loader(fullname, self)
         return None
 
     def create_module(self, spec):
         if spec.name in MOVED:
             return _moved(spec.name)
-        return importlib.import_module(spec.name.replace("sdfuse.data.datasets.", "sdfuse.data.datasets.", 1))
+        return importlib.import_module(spec.name.replace("sdfuse.datasets.", "sdfuse.data.datasets.", 1))
 
     def exec_module(self, module):
         pass

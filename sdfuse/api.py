@@ -23,12 +23,12 @@ from PIL import Image
 
 from .data.datasets.derived import cached_png
 from .data.datasets.pairs import Pair
+from .data.images import check_size, open_rgb, to_rgb
 from .errors import ConfigError, DatasetError, WeightsNotFoundError
 from .evaluation.pair_features import Method, PairFeatures, pair_features
-from .protocol.geometry import DINO_PATCH, map_keypoints, unmap_keypoints
-from .data.images import check_size, open_rgb, to_rgb
-from .protocol.matching import dense_nearest, match_keypoints
 from .profiles.runs import Run, resolve
+from .protocol.geometry import DINO_PATCH, map_keypoints, unmap_keypoints
+from .protocol.matching import dense_nearest, match_keypoints
 
 DEFAULT_PROFILE = "paper"
 """The profile :func:`match`, :func:`describe` and ``sdfuse match`` use when none is given."""
@@ -168,7 +168,8 @@ class Correspondence:
         return dense_nearest(*self.features.descriptors(self.method))
 
     def picture(self, points, predicted, dense: bool = False) -> Image.Image:
-        """:func:`sdfuse.book.viz.match_picture` of this pair: lines from ``points`` to ``predicted``, and the dense maps."""
+        """:func:`sdfuse.book.viz.match_picture` of this pair: lines from ``points`` to ``predicted``, and the
+        dense maps."""
         from .book.viz import dense_panels, match_picture
 
         images = (open_rgb(self.pair.src_image), open_rgb(self.pair.trg_image))

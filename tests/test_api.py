@@ -17,9 +17,9 @@ from PIL import Image, ImageOps
 import sdfuse
 from sdfuse import api
 from sdfuse.errors import ConfigError, DatasetError, WeightsNotFoundError
+from sdfuse.profiles.runs import resolve
 from sdfuse.protocol.fusion import assemble_sd, co_pca_layers, fuse
 from sdfuse.protocol.geometry import map_keypoints, unmap_keypoints
-from sdfuse.profiles.runs import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path(matplotlib.get_data_path()) / "sample_data"

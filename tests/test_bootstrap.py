@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sdfuse.protocol import bootstrap
-from sdfuse.evaluation.tss import tss_summary
 from sdfuse.errors import ConfigError
+from sdfuse.evaluation.tss import tss_summary
+from sdfuse.protocol import bootstrap
 from sdfuse.protocol.metrics import AGGREGATES, pck_table
 from sdfuse.protocol.outcomes import OUTCOME_CLASSES, outcome_tables
 

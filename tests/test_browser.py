@@ -33,10 +33,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from sdfuse.cli import main
 from sdfuse.book.runner import COMPUTED, SUMMARY_NOTEBOOKS, reproduce
-from sdfuse.profiles.parameters import NOTEBOOKS
 from sdfuse.book.status import TABLES
+from sdfuse.cli import main
+from sdfuse.profiles.parameters import NOTEBOOKS
 
 from .conftest import ROOT
 

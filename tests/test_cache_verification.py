@@ -17,10 +17,10 @@ import xxhash
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from sdfuse.data.images import open_rgb
 from sdfuse.errors import FeatureError
 from sdfuse.features.cache import CachedExtractor
 from sdfuse.features.dino import DinoConfig, DinoFeatureExtractor
-from sdfuse.data.images import open_rgb
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch._lowrank import get_approximate_basis
 
-from sdfuse.tables.co_pca_randomness import seed_spread, spread_summary
 from sdfuse.data.datasets.pairs import Pair
 from sdfuse.errors import ConfigError
-from sdfuse.evaluation.pair_features import Method
 from sdfuse.evaluation.keypoints import evaluate
+from sdfuse.evaluation.pair_features import Method
 from sdfuse.protocol.fusion import LowrankStream, co_pca, co_pca_lowrank, pca_lowrank_axes
 from sdfuse.protocol.metrics import pck_table
+from sdfuse.tables.co_pca_randomness import seed_spread, spread_summary
 
 
 def _decaying(rows, cols, seed):

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from sdfuse.profiles import parameters
-from sdfuse.cli import build_parser, main
-from sdfuse.profiles.parameters import NOTEBOOK_DIR
 from sdfuse.book.runner import notebook_parameters
+from sdfuse.cli import build_parser, main
+from sdfuse.profiles import parameters
+from sdfuse.profiles.parameters import NOTEBOOK_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ["README.md", "benchmarks/README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "book").glob("*.md"))]

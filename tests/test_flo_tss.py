@@ -6,9 +6,9 @@ import pytest
 
 from sdfuse.data.datasets.flo import read_flo, write_flo
 from sdfuse.data.datasets.synthetic_formats import make_tss_like
-from sdfuse.protocol.flow import TSS_PAIR_FOLDERS, dense_flow_to_image, flow_from_nn, tss_pck, weighted_average
 from sdfuse.data.datasets.tss import load_tss, pad_pair, pair_folder_counts, read_sample
 from sdfuse.errors import ConfigError, DatasetError
+from sdfuse.protocol.flow import TSS_PAIR_FOLDERS, dense_flow_to_image, flow_from_nn, tss_pck, weighted_average
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,6 @@ import pytest
 from PIL import Image
 
 from sdfuse import tables
-from sdfuse.protocol import outcomes
-from sdfuse.tables.common import keypoint_pck, prefill_features
 from sdfuse.data.datasets.cub import asic_square_box, load_cub
 from sdfuse.data.datasets.pfpascal import PF_PASCAL_CLASSES, load_pfpascal
 from sdfuse.data.datasets.synthetic import make_spair_like
@@ -29,6 +27,8 @@ from sdfuse.data.datasets.synthetic_formats import CUB_TRAIN_IMAGE, make_cub_lik
 from sdfuse.evaluation.pair_features import Method
 from sdfuse.features.cache import CachedExtractor
 from sdfuse.profiles.runs import resolve
+from sdfuse.protocol import outcomes
+from sdfuse.tables.common import keypoint_pck, prefill_features
 
 from .feature_stubs import pixel_digest
 from .oracle import OracleExtractor, View, dino_tokens, read_warps, views_of, warp_view

@@ -13,8 +13,8 @@ import pytest
 from sdfuse.errors import ConfigError
 from sdfuse.profiles.parameters import (BY_NAME, GENERATED_END, RUN_PARAMETERS, check_values, parse_assignment,
                                         parse_assignments, parameters_block)
-from sdfuse.profiles.runs import resolve
 from sdfuse.profiles.parameters import NOTEBOOK_DIR, NOTEBOOKS
+from sdfuse.profiles.runs import resolve
 from tests.test_projection import odise_checkpoint  # noqa: F401  (a fixture)
 
 SDFUSE = str(Path(sys.executable).parent / "sdfuse")

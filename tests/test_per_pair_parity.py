@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from sdfuse.data.datasets.pairs import Pair
-from sdfuse.evaluation.pair_features import Method
 from sdfuse.evaluation.keypoints import evaluate
+from sdfuse.evaluation.pair_features import Method
 from sdfuse.tables.paper import TABLE1_SUBSETS
 
 GRID = 48

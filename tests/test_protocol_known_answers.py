@@ -20,9 +20,9 @@ from sdfuse.data.datasets.flo import write_flo
 from sdfuse.data.datasets.pfpascal import load_pfpascal
 from sdfuse.data.datasets.synthetic_formats import make_pfpascal_like
 from sdfuse.data.datasets.tss import load_tss
-from sdfuse.evaluation.tss import evaluate_tss
-from sdfuse.evaluation.pair_features import Method, PairFeatures
 from sdfuse.evaluation.outcomes import outcome_records
+from sdfuse.evaluation.pair_features import Method, PairFeatures
+from sdfuse.evaluation.tss import evaluate_tss
 
 from .feature_stubs import ColourKeyedExtractor, cached, solid_png, token_map
 

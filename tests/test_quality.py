@@ -5,7 +5,7 @@ import pytest
 
 from sdfuse.book.quality import read_equivalents, read_results, status, summarise
 
-DIFF = "--- sdfuse/protocol/geometry.py\n+++ sdfuse/protocol/geometry.py\n@@ -1 +1 @@\n-    return a + b\n+    return a - b\n"
+DIFF = "--- sdfuse/geometry.py\n+++ sdfuse/geometry.py\n@@ -1 +1 @@\n-    return a + b\n+    return a - b\n"
 
 
 def test_status_of_mutmut_exit_codes():
@@ -17,30 +17,30 @@ def test_status_of_mutmut_exit_codes():
 def results(tmp_path):
     folder = tmp_path / "mutants" / "sdfuse"
     folder.mkdir(parents=True)
-    codes = {"sdfuse.protocol.geometry.x_f__mutmut_1": 1, "sdfuse.protocol.geometry.x_f__mutmut_2": 0, "sdfuse.protocol.geometry.x_g__mutmut_1": 33,
-             "sdfuse.protocol.geometry.x_g__mutmut_2": 36}
+    codes = {"sdfuse.geometry.x_f__mutmut_1": 1, "sdfuse.geometry.x_f__mutmut_2": 0, "sdfuse.geometry.x_g__mutmut_1": 33,
+             "sdfuse.geometry.x_g__mutmut_2": 36}
     (folder / "geometry.py.meta").write_text(json.dumps({"exit_code_by_key": codes}))
-    (folder / "metrics.py.meta").write_text(json.dumps({"exit_code_by_key": {"sdfuse.protocol.metrics.x_h__mutmut_1": 1}}))
+    (folder / "metrics.py.meta").write_text(json.dumps({"exit_code_by_key": {"sdfuse.metrics.x_h__mutmut_1": 1}}))
     return read_results(tmp_path / "mutants")
 
 
 def test_read_results_names_each_mutants_module(results):
-    assert results["sdfuse.protocol.geometry.x_f__mutmut_2"] == ("sdfuse/protocol/geometry.py", "survived")
-    assert results["sdfuse.protocol.metrics.x_h__mutmut_1"] == ("sdfuse/protocol/metrics.py", "killed")
+    assert results["sdfuse.geometry.x_f__mutmut_2"] == ("sdfuse/geometry.py", "survived")
+    assert results["sdfuse.metrics.x_h__mutmut_1"] == ("sdfuse/metrics.py", "killed")
     assert len(results) == 5
 
 
 def test_score_leaves_out_equivalents_whose_diff_still_holds(results, tmp_path):
     path = tmp_path / "equivalents.toml"
-    path.write_text('[[equivalent]]\nmutant = "sdfuse.protocol.geometry.x_f__mutmut_2"\nchanged = "return a - b"\n'
+    path.write_text('[[equivalent]]\nmutant = "sdfuse.geometry.x_f__mutmut_2"\nchanged = "return a - b"\n'
                     'reason = "b is always 0 here"\n')
     equivalents = read_equivalents(path)
-    record = summarise(results, {"sdfuse.protocol.geometry.x_f__mutmut_2": DIFF}, equivalents)
+    record = summarise(results, {"sdfuse.geometry.x_f__mutmut_2": DIFF}, equivalents)
     assert record["counts"] == {"mutants": 5, "killed": 2, "timeout": 1, "survived": 1, "no_tests": 1,
                                 "suspicious": 0, "equivalent": 1}
     assert record["score"] == pytest.approx(100 * 3 / 4)
-    assert record["modules"]["sdfuse/protocol/geometry.py"] == {"mutants": 4, "killed": 2, "survived": 2}
+    assert record["modules"]["sdfuse/geometry.py"] == {"mutants": 4, "killed": 2, "survived": 2}
     assert [(s["mutant"], s["equivalent"]) for s in record["survivors"]] == [
-        ("sdfuse.protocol.geometry.x_f__mutmut_2", "b is always 0 here"), ("sdfuse.protocol.geometry.x_g__mutmut_1", None)]
-    stale = summarise(results, {"sdfuse.protocol.geometry.x_f__mutmut_2": DIFF.replace("a - b", "a * b")}, equivalents)
+        ("sdfuse.geometry.x_f__mutmut_2", "b is always 0 here"), ("sdfuse.geometry.x_g__mutmut_1", None)]
+    stale = summarise(results, {"sdfuse.geometry.x_f__mutmut_2": DIFF.replace("a - b", "a * b")}, equivalents)
     assert stale["counts"]["equivalent"] == 0 and stale["score"] == pytest.approx(100 * 3 / 5)

@@ -10,9 +10,9 @@ from sdfuse.data.datasets.flo import write_flo
 from sdfuse.data.datasets.pfpascal import load_pfpascal
 from sdfuse.data.datasets.synthetic_formats import make_pfpascal_like
 from sdfuse.data.datasets.tss import TSSSample, read_sample
-from sdfuse.protocol.flow import dense_flow_to_image, flow_from_nn, tss_pck
-from sdfuse.evaluation.tss import FORMS, TSSForm, evaluate_tss
 from sdfuse.errors import ConfigError
+from sdfuse.evaluation.tss import FORMS, TSSForm, evaluate_tss
+from sdfuse.protocol.flow import dense_flow_to_image, flow_from_nn, tss_pck
 from sdfuse.protocol.matching import keypoint_rows
 
 # --- TSS: the released script's flow ------------------------------------------------------------------

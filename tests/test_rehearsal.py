@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from sdfuse.data.datasets.synthetic import REAL_SIZE_SCALE, make_spair_like
-from sdfuse.profiles.runs import resolve
 from sdfuse.profiles.parameters import NOTEBOOK_DIR
+from sdfuse.profiles.runs import resolve
 
 SDFUSE = str(Path(sys.executable).parent / "sdfuse")
 

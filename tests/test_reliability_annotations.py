@@ -24,8 +24,8 @@ from sdfuse.data.datasets.cub import asic_crop, load_cub
 from sdfuse.data.datasets.pfpascal import load_pfpascal
 from sdfuse.data.datasets.spair import load_spair, read_pair
 from sdfuse.data.datasets.tss import load_tss, pad_pair, read_sample
-from sdfuse.evaluation.tss import _padded_paths
 from sdfuse.errors import DatasetError
+from sdfuse.evaluation.tss import _padded_paths
 
 BOM = b"\xef\xbb\xbf"
 

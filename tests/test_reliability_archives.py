@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from sdfuse.data.archives import MAX_LINK_HOPS, UnsafeArchiveError, installed_files, unpack
 from sdfuse.cli import main
+from sdfuse.data.archives import MAX_LINK_HOPS, UnsafeArchiveError, installed_files, unpack
 from sdfuse.errors import DatasetError
 
 from .test_data_cli import env, fetch, write_dataset  # noqa: F401 - env is a fixture

@@ -10,11 +10,11 @@ import torch
 
 import sdfuse.features.cache as cache_module
 from sdfuse.cli import main
+from sdfuse.data.images import open_rgb
 from sdfuse.errors import ResourceError, StorageError
 from sdfuse.features.cache import CachedExtractor
 from sdfuse.features.dino import DinoConfig, DinoFeatureExtractor
 from sdfuse.features.sd import SDConfig, SDFeatureExtractor, load_sd_models
-from sdfuse.data.images import open_rgb
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from sdfuse.data.datasets.cub import load_cub
 from sdfuse.data.datasets.pfpascal import load_pfpascal
 from sdfuse.data.datasets.spair import load_spair, read_pair
 from sdfuse.data.datasets.tss import load_tss, read_sample
-from sdfuse.errors import ConfigError, DatasetError
 from sdfuse.data.images import MIN_SIDE, image_size, open_rgb
+from sdfuse.errors import ConfigError, DatasetError
 
 
 # --- image files: converted, not rejected ---------------------------------------------------------------

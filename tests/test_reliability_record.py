@@ -20,12 +20,12 @@ import pandas as pd
 import papermill
 import pytest
 
-from sdfuse.tables import paper
 from sdfuse.book import run_page, status_page
 from sdfuse.book import run_record
-from sdfuse.errors import StorageError
 from sdfuse.book.runner import reproduce
 from sdfuse.book.status import status_table
+from sdfuse.errors import StorageError
+from sdfuse.tables import paper
 from tests.test_reliability_reproduce import PAGES
 
 ROOT = Path(__file__).resolve().parents[1]

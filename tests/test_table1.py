@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sdfuse.evaluation.pair_features import Method
 from sdfuse.evaluation.keypoints import evaluate
-from sdfuse.tables.paper import TABLE1_PCK, table1 as paper_table1
+from sdfuse.evaluation.pair_features import Method
 from sdfuse.profiles.runs import resolve
+from sdfuse.tables.paper import TABLE1_PCK, table1 as paper_table1
 from sdfuse.tables.unet_layers import table1
 
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from sdfuse import tables
-from sdfuse.protocol import outcomes
-from sdfuse.tables.common import spair_pck
-from sdfuse.tables import paper
-from sdfuse.evaluation.pair_features import Method
 from sdfuse.evaluation.keypoints import evaluate
+from sdfuse.evaluation.pair_features import Method
 from sdfuse.profiles.runs import resolve
+from sdfuse.protocol import outcomes
+from sdfuse.tables import paper
+from sdfuse.tables.common import spair_pck
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ import pandas as pd
 import pytest
 import torch
 
-from sdfuse.tables import paper
 from sdfuse import tables
-from sdfuse.evaluation.tss import reference_form
 from sdfuse.evaluation.pair_features import Method
-from sdfuse.protocol.matching import dense_nearest
+from sdfuse.evaluation.tss import reference_form
 from sdfuse.profiles.runs import resolve
+from sdfuse.protocol.matching import dense_nearest
+from sdfuse.tables import paper
 
 
 @pytest.fixture(scope="module")

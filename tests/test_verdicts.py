@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sdfuse.tables import paper
 from sdfuse.book import display
 from sdfuse.book.status import status_table, verdict
+from sdfuse.tables import paper
 
 
 def test_verdict_is_whether_the_paper_lies_in_the_interval():

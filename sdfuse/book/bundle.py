@@ -13,8 +13,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from .run_record import RECORD
 from ..data.storage import atomic_write
+from .run_record import RECORD
 
 PATTERNS = ("*.csv", "*.csv.gz", "*.provenance.json", RECORD)
 BENCHMARK = Path("benchmark") / "benchmark.json"

@@ -9,8 +9,9 @@ and writes ``results/quality/mutation.json`` (schema :data:`SCHEMA`)::
                 "equivalent": e},
      "score": 100·(killed + timeout) / (mutants − equivalent),          # %, equivalents left out
      "modules": {"sdfuse/protocol/geometry.py": {"mutants": …, "killed": …, "survived": …}, …},
-     "survivors": [{"mutant": "sdfuse.protocol.geometry.x_resize_pad__mutmut_3", "module": "sdfuse/protocol/geometry.py",
-                    "status": "survived" | "no tests", "diff": "…", "equivalent": reason or null}, …]}
+     "survivors": [{"mutant": "sdfuse.protocol.geometry.x_resize_pad__mutmut_3",
+                    "module": "sdfuse/protocol/geometry.py", "status": "survived" | "no tests", "diff": "…",
+                    "equivalent": reason or null}, …]}
 
 mutmut 3 mutates code inside functions only, so the module-level protocol constants (and the steps
 the first mutation survey found unpinned) are hand-written mutants in ``tests/protocol_mutants.toml``:

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import run_record
-from .bundle import write_bundle
+from ..data.paths import display_path, display_text, display_values
+from ..data.storage import atomic_write, remove_stray_tmp, storage_error
 from ..errors import ConfigError, Terminated
 from ..profiles.parameters import (BY_NAME, NOTEBOOK_BY_NAME, NOTEBOOK_DIR, NOTEBOOK_PARAMETERS, NOTEBOOKS, PROFILES,
                                    ROOT_OPTION, check_together, check_values)
-from ..data.paths import display_path, display_text, display_values
+from . import run_record
+from .bundle import write_bundle
 from .provenance import collect
-from ..data.storage import atomic_write, remove_stray_tmp, storage_error
 
 log = logging.getLogger(__name__)
 

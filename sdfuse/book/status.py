@@ -20,10 +20,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..data.paths import display_path, display_text
+from ..profiles.parameters import PROFILES
 from ..tables import paper
 from . import run_record
-from ..profiles.parameters import PROFILES
-from ..data.paths import display_path, display_text
 
 
 @dataclass(frozen=True)

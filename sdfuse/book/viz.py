@@ -8,9 +8,9 @@ from PIL import Image, ImageDraw
 
 from ..data.datasets.pairs import Pair
 from ..evaluation.pair_features import Method, pair_features
+from ..profiles.runs import Run
 from ..protocol.geometry import DINO_PATCH, resize_pad
 from ..protocol.matching import dense_nearest
-from ..profiles.runs import Run
 
 
 def position_colours(grid: int) -> np.ndarray:

@@ -18,10 +18,10 @@ from pathlib import Path, PurePosixPath
 
 from pooch import file_hash
 
+from ..errors import DatasetError, SdfuseError
 from .archives import UnsafeArchiveError, installed_files, unpack
 from .datalock import lock_key, lock_path, read_lock, record
 from .download import download_first
-from ..errors import DatasetError, SdfuseError
 from .manifests import (FileSpec, LayoutSpec, dataset_files, dataset_layout, display_path, load_manifest,
                         manifest_names)
 
@@ -287,7 +287,8 @@ def _quarantine(path: Path, root: Path, archive: str, sha256: str) -> Path:
 
 
 def _install(name: str, spec: FileSpec, archive: Path, root: Path) -> None:
-    """Unpack (every member checked first, :mod:`sdfuse.data.archives`; without ``__MACOSX/``) or copy into ``root/<into>``."""
+    """Unpack (every member checked first, :mod:`sdfuse.data.archives`; without ``__MACOSX/``) or copy into
+    ``root/<into>``."""
     dest = root / spec.into
     dest.mkdir(parents=True, exist_ok=True)
     log.info("installing %s into %s", archive, dest)

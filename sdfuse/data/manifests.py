@@ -24,8 +24,8 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from . import paths
 from ..errors import SdfuseError
+from . import paths
 
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 MANIFEST_DIR_ENV = "SDFUSE_MANIFESTS"

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from ..data.datasets.pairs import Pair
-from ..protocol.dino_variants import BilateralFilter, filter_tokens, guide_image
 from ..errors import ConfigError
 from ..features.cache import CachedExtractor
 from ..features.projection import projection_descriptor
+from ..protocol.dino_variants import BilateralFilter, filter_tokens, guide_image
 from ..protocol.fusion import (SD_LAYER_ORDER, STRATEGIES, LowrankStream, as_maps, as_tokens, co_pca_sizes, combine,
                                l2_normalize, layer_on_grid)
 from ..protocol.geometry import DINO_PATCH

@@ -27,15 +27,15 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from ..protocol.bootstrap import RESAMPLES, SEED, interval, stratified_sums
 from ..data.datasets.derived import cached_png, derived_key
 from ..data.datasets.pairs import Pair
 from ..data.datasets.tss import TSSSample, pair_folder_counts, read_sample
-from ..protocol.flow import dense_flow_to_image, flow_from_nn, tss_pck, weighted_average
 from ..errors import ConfigError
-from .pair_features import Method, pair_features
-from ..protocol.matching import dense_nearest
 from ..profiles.runs import Run
+from ..protocol.bootstrap import RESAMPLES, SEED, interval, stratified_sums
+from ..protocol.flow import dense_flow_to_image, flow_from_nn, tss_pck, weighted_average
+from ..protocol.matching import dense_nearest
+from .pair_features import Method, pair_features
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from ..errors import DatasetError, FeatureError
 from ..data.images import IMAGE_DECODING, open_rgb
 from ..data.storage import atomic_write, atomic_write_text, remove_stray_tmp
+from ..errors import DatasetError, FeatureError
 
 log = logging.getLogger(__name__)
 

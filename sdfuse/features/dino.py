@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..data.images import frame_pixels
 from ..errors import ConfigError
 from ..protocol.geometry import DINO_PATCH
-from ..data.images import frame_pixels
 from .sd import DTYPES, check_device, require_device
 from .weights import local_weights, missing_weights, weights_identity
 

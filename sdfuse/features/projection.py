@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..errors import WeightsNotFoundError
 from ..data.images import frame_pixels
+from ..errors import WeightsNotFoundError
 from .captioner import read_checkpoint
 from .sd import SDConfig, SDFeatureExtractor, average_windows, window_starts
 from .weights import file_identity

@@ -22,9 +22,9 @@ from typing import NamedTuple
 import torch
 from PIL import Image
 
+from ..data.images import frame_pixels
 from ..errors import ConfigError, ResourceError
 from ..protocol.geometry import SD_CELL
-from ..data.images import frame_pixels
 from .weights import file_identity, local_weights, missing_weights, weights_identity
 
 log = logging.getLogger(__name__)

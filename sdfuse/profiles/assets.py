@@ -25,10 +25,10 @@ import torch
 
 from ..data.datasets.synthetic import REAL_SIZE_SCALE, make_spair_like
 from ..data.datasets.synthetic_formats import make_cub_like, make_pfpascal_like, make_tss_like
+from ..data.storage import process_umask
 from ..errors import ConfigError
 from ..features.architectures import (SD15_SCHEDULER, SD15_TEXT_ENCODER, SD15_UNET, SD15_VAE, SMOKE_DINO,
                                       SMOKE_TEXT_ENCODER, SMOKE_UNET, SMOKE_VAE)
-from ..data.storage import process_umask
 
 log = logging.getLogger(__name__)
 

@@ -303,7 +303,7 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return params
 
 
-GENERATED_END = "# (end of the generated parameters: python -m sdfuse.profiles.parameters writes them from sdfuse.profiles.parameters)"
+GENERATED_END = "# (end of the generated parameters, written by python -m sdfuse.profiles.parameters)"
 """The line after the generated block of a notebook's parameters cell."""
 
 

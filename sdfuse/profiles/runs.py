@@ -14,12 +14,12 @@ from functools import cached_property
 from pathlib import Path
 
 from ..data.datasets import Pair, load_spair
+from ..data.manifests import load_manifest
+from ..data.paths import data_home, display_path, sdfuse_home
 from ..features.cache import CachedExtractor
 from ..features.dino import DinoConfig, DinoFeatureExtractor
 from ..features.sd import SDConfig, SDFeatureExtractor
-from ..data.manifests import load_manifest
 from .parameters import PROFILES, RUN_PARAMETERS, check_notebook_values, check_together, check_values
-from ..data.paths import data_home, display_path, sdfuse_home
 
 
 def _device(name: str) -> str:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..evaluation.pair_features import Method
 from ..evaluation.keypoints import evaluate
-from ..protocol.metrics import SPAIR_ALPHAS, pck_table
+from ..evaluation.pair_features import Method
 from ..profiles.runs import Run
+from ..protocol.metrics import SPAIR_ALPHAS, pck_table
 from .common import spair_pairs_with_features
 
 SEEDS = (42, 0, 1, 2, 3)

@@ -12,8 +12,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from ..evaluation.pair_features import Method
 from ..evaluation.keypoints import evaluate
+from ..evaluation.pair_features import Method
 from ..protocol.metrics import AGGREGATES, SPAIR_ALPHAS, pck_table
 from .paper import TABLE1_DEFAULT
 

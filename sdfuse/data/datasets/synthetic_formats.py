@@ -2,7 +2,8 @@
 
 Like :mod:`sdfuse.data.datasets.synthetic`, every image is one of matplotlib's sample pictures under
 a known random similarity warp on a textured background, so the ground truth (keypoints, dense
-flow, boxes) is exact by construction, and each image's warp is recorded (:data:`~sdfuse.data.datasets.synthetic.WARPS_FILE`).
+flow, boxes) is exact by construction, and each image's warp is recorded
+(:data:`~sdfuse.data.datasets.synthetic.WARPS_FILE`).
 Each writer returns the dataset folder its loader takes.
 Point conventions: keypoints are the warped 0-based pixel positions of lattice points (written
 1-based for CUB, whose annotations are 1-based); TSS flows use PIL's pixel-centre convention
