@@ -58,7 +58,7 @@ _STAGES = {"protocol": "geometry fusion matching metrics bootstrap dino_variants
 MOVED = {f"sdfuse.{name}": (f"sdfuse.{stage}.{name}",) for stage, names in _STAGES.items() for name in names.split()}
 MOVED |= {"sdfuse.dense": ("sdfuse.evaluation.tss",),
           "sdfuse.outcomes": ("sdfuse.protocol.outcomes", "sdfuse.evaluation.outcomes"),
-          "sdfuse.report": tuple(f"sdfuse.book.{name}" for name in ("display", "figures", "alpha_sweep_page",
+          "sdfuse.report": tuple(f"sdfuse.book.{name}" for name in ("pages", "figures", "alpha_sweep_page",
                                                                 "outcomes_page", "table5_page", "status_page",
                                                                 "run_page"))}
 """Old module name → the module(s) that now hold its names (several when the old module was split)."""

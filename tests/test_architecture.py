@@ -54,7 +54,7 @@ def test_the_stages_are_every_package_of_the_library():
 
 @pytest.mark.parametrize("module, line, broken", [
     ("sdfuse/protocol/geometry.py", "from ..data import paths", "stages"),          # protocol imports data
-    ("sdfuse/protocol/metrics.py", "import sdfuse.book.display", "stages"),         # bottom imports the top
+    ("sdfuse/protocol/metrics.py", "import sdfuse.book.pages", "stages"),           # bottom imports the top
     ("sdfuse/data/datasets/spair.py", "from ...features import cache", "stages"),   # data imports features
     ("sdfuse/errors.py", "from .protocol import geometry", "stages"),              # the errors leaf imports
     ("sdfuse/book/viz.py", "from .. import cli", "no-cli"),                        # a package imports the CLI
@@ -71,7 +71,7 @@ def test_a_violating_import_breaks_the_contract(tmp_path, module, line, broken):
 def test_the_old_module_names_still_import_with_a_warning():
     """One release of grace (sdfuse.MOVED): the old name gives the new module, or a merged view of a split one."""
     import sdfuse
-    from sdfuse.book import display, status_page
+    from sdfuse.book import pages, status_page
     from sdfuse.evaluation import outcomes as evaluation_outcomes
     from sdfuse.protocol import geometry, outcomes
 
@@ -85,7 +85,7 @@ def test_the_old_module_names_still_import_with_a_warning():
         warnings.simplefilter("ignore", DeprecationWarning)
         from sdfuse import report
         import sdfuse.outcomes as old_outcomes
-    assert (report.save_results, report.glue_status) == (display.save_results, status_page.glue_status)
+    assert (report.save_results, report.glue_status) == (pages.save_results, status_page.glue_status)
     assert (old_outcomes.outcome_tables, old_outcomes.outcome_records) == (outcomes.outcome_tables,
                                                                            evaluation_outcomes.outcome_records)
     assert sdfuse.pck_table is sdfuse.protocol.metrics.pck_table and sdfuse.resolve is sdfuse.profiles.runs.resolve

@@ -127,7 +127,7 @@ def small_run(tmp_path):
 
 
 def test_save_results_interrupted_keeps_the_previous_csv_or_none(small_run, monkeypatch):
-    from sdfuse.book import display
+    from sdfuse.book import pages
 
     table = pd.DataFrame({"setting": ["a", "b"], "value": [1.25, 2.5]})
     path = small_run.results_dir / "t.csv"
@@ -138,25 +138,25 @@ def test_save_results_interrupted_keeps_the_previous_csv_or_none(small_run, monk
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        display.save_results(table, small_run, "t")
+        pages.save_results(table, small_run, "t")
     assert not path.exists()                                       # no previous run: absent
     assert [p.name for p in small_run.results_dir.iterdir()] == []
     monkeypatch.undo()
 
-    display.save_results(table, small_run, "t")
+    pages.save_results(table, small_run, "t")
     assert path.read_bytes() == b"setting,value\na,1.25\nb,2.5\n"
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        display.save_results(table.assign(value=[9.0, 9.0]), small_run, "t")
+        pages.save_results(table.assign(value=[9.0, 9.0]), small_run, "t")
     assert path.read_bytes() == b"setting,value\na,1.25\nb,2.5\n"   # previous complete file kept
     assert sorted(p.name for p in small_run.results_dir.iterdir()) == ["t.csv", "t.provenance.json"]
 
 
 def test_save_results_on_a_full_disk_says_so_and_keeps_the_previous_csv(small_run, monkeypatch):
-    from sdfuse.book import display
+    from sdfuse.book import pages
 
     table = pd.DataFrame({"setting": ["a"], "value": [1.0]})
-    path = display.save_results(table, small_run, "t")
+    path = pages.save_results(table, small_run, "t")
     before = path.read_bytes()
 
     def disk_full(self, target, **kwargs):
@@ -165,7 +165,7 @@ def test_save_results_on_a_full_disk_says_so_and_keeps_the_previous_csv(small_ru
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
     with pytest.raises(StorageError, match=f"the disk is full: could not write the results table {path}"):
-        display.save_results(table.assign(value=[2.0]), small_run, "t")
+        pages.save_results(table.assign(value=[2.0]), small_run, "t")
     assert path.read_bytes() == before
     assert sorted(p.name for p in small_run.results_dir.iterdir()) == ["t.csv", "t.provenance.json"]
 

@@ -86,13 +86,13 @@ def _plain_aggregates(records, alpha):
 def test_records_written_next_to_the_csv_recompute_the_table(run, table5, tmp_path):
     from dataclasses import replace
 
-    from sdfuse.book import display
+    from sdfuse.book import pages
     from sdfuse.protocol.metrics import AGGREGATES, table_aggregates
     from sdfuse.evaluation.records import read_records, records_path
 
-    path = display.save_results(table5, replace(run, results_dir=tmp_path), "table5")
+    path = pages.save_results(table5, replace(run, results_dir=tmp_path), "table5")
     first = records_path(path, "keypoints").read_bytes()
-    display.save_results(table5, replace(run, results_dir=tmp_path), "table5")
+    pages.save_results(table5, replace(run, results_dir=tmp_path), "table5")
     assert records_path(path, "keypoints").read_bytes() == first    # same data, same bytes
     keypoints = read_records(records_path(path, "keypoints"))
     assert set(keypoints["dataset"]) == {"SPair-71k", "PF-Pascal"}

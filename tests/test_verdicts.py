@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sdfuse.book import display
+from sdfuse.book import pages
 from sdfuse.book.status import status_table, verdict
 from sdfuse.tables import paper
 
@@ -69,12 +69,12 @@ def test_compare_uses_the_interval():
                          "ci_high": [55.0, 52.0, np.nan]})
     theirs = pd.DataFrame({"setting": ["a", "b", "c", "d"], "method": "Fuse", "alpha": 0.1,
                            "value": [54.0, 54.0, 50.0, 50.0]})
-    merged = display.compare(ours, theirs, aggregate="category_mean", profile="paper").set_index("setting")
+    merged = pages.compare(ours, theirs, aggregate="category_mean", profile="paper").set_index("setting")
     assert merged["verdict"].to_dict() == {"a": "reproduced", "b": "differs",
                                           "c": "not judged: no interval in the results (rerun the table)",
                                           "d": "not run: not computed by this run"}
     assert merged.loc["a", ["ci_low", "ci_high"]].tolist() == [45.0, 55.0]
-    smoke = display.compare(ours, theirs, aggregate="category_mean", profile="smoke")
+    smoke = pages.compare(ours, theirs, aggregate="category_mean", profile="smoke")
     assert set(smoke["verdict"][:3]) == {"smoke run: not comparable"}
-    view = display.comparison_view(merged.reset_index(), profile="paper").to_html()
+    view = pages.comparison_view(merged.reset_index(), profile="paper").to_html()
     assert "[45.0, 55.0]" in view and "95 % CI" in view

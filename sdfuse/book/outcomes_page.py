@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from ..profiles.runs import Run
-from .display import glue_value, interval_text, save_results
 from .figures import error_bars
+from .pages import glue_value, interval_text, save_results
 from .status import NOT_COMPARABLE
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .display import glue_text
+from .pages import glue_text
 
 
 def run_record_views(results_root: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .display import glue_text, glue_value, verdict_colour
+from .pages import glue_text, glue_value, verdict_colour
 from .status import TABLES
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .display import comparison_view, glue_value
 from .figures import paired_bars
+from .pages import comparison_view, glue_value
 
 
 def per_dataset_views(comparison: pd.DataFrame, profile: str) -> None:

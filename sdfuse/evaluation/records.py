@@ -1,7 +1,7 @@
 """The records a results table is computed from, carried by the table and written next to its CSV.
 
 Every table function of :mod:`sdfuse.tables` attaches its records to the DataFrame it returns
-(:func:`attach`, in ``table.attrs``); :func:`sdfuse.book.display.save_results` writes each kind beside
+(:func:`attach`, in ``table.attrs``); :func:`sdfuse.book.pages.save_results` writes each kind beside
 ``results/<profile>/<table>.csv`` as ``<table>.<kind>.csv.gz`` (gzip CSV; Parquet would need
 pyarrow, which is not a dependency). Read one back with :func:`read_records`.
 
@@ -84,5 +84,5 @@ def write_records(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_records(path: str | Path) -> pd.DataFrame:
-    """A records file written by :func:`sdfuse.book.display.save_results` (gzip CSV); names stay strings."""
+    """A records file written by :func:`sdfuse.book.pages.save_results` (gzip CSV); names stay strings."""
     return pd.read_csv(path, dtype={name: str for name in TEXT_COLUMNS})

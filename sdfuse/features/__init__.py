@@ -1,1 +1,2 @@
-"""Per-image backbone features: Stable Diffusion decoder layers and DINOv2 tokens, with a cache."""
+"""Per-image backbone features: Stable Diffusion decoder layers and DINOv2 tokens, with a cache and
+sharding of the extraction over processes (:mod:`.shard`)."""

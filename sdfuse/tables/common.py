@@ -6,7 +6,7 @@ value (PCK in %) and ci_low, ci_high (its bootstrap interval, pairs resampled wi
 :mod:`sdfuse.protocol.bootstrap`; ``resamples`` sets their number, 0 switches them off).
 Aggregate rows have category "all"; per-category rows have aggregate "per_category". Every SPair
 table reuses one extraction per unique image. Each table carries the records it was computed
-from (:mod:`sdfuse.evaluation.records`), which :func:`sdfuse.book.display.save_results` writes
+from (:mod:`sdfuse.evaluation.records`), which :func:`sdfuse.book.pages.save_results` writes
 next to its CSV.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What every table page displays: the banner, its results files, paper-vs-reproduced tables, glue, provenance.
+"""What the pages display: the banner, the results files, paper-vs-reproduced tables, glue, provenance.
 
 Notebooks stay thin: they call these helpers and nothing here computes a number that
 :mod:`sdfuse.tables` did not. Displays of one page only live in its ``*_page`` module,
