@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from sdfuse.data.datasets.pairs import Pair
-from sdfuse.evaluation.pair_features import Method, _evaluate_pair, pair_features
+from sdfuse.evaluation.keypoints import _evaluate_pair
+from sdfuse.evaluation.pair_features import Method, pair_features
 from sdfuse.protocol.fusion import pca_lowrank_axes
 from sdfuse.tables.paper import TABLE1_SUBSETS, subset_label
 

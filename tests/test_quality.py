@@ -9,8 +9,8 @@ DIFF = "--- sdfuse/geometry.py\n+++ sdfuse/geometry.py\n@@ -1 +1 @@\n-    return
 
 
 def test_status_of_mutmut_exit_codes():
-    assert [status(c) for c in (1, 3, 0, 33, 5, 36, -24, 2)] == [
-        "killed", "killed", "survived", "no tests", "no tests", "timeout", "timeout", "suspicious"]
+    assert [status(c) for c in (1, 3, 0, 33, 5, 36, -24, 2, None)] == [
+        "killed", "killed", "survived", "no tests", "no tests", "timeout", "timeout", "suspicious", "not run"]
 
 
 @pytest.fixture
@@ -37,10 +37,25 @@ def test_score_leaves_out_equivalents_whose_diff_still_holds(results, tmp_path):
     equivalents = read_equivalents(path)
     record = summarise(results, {"sdfuse.geometry.x_f__mutmut_2": DIFF}, equivalents)
     assert record["counts"] == {"mutants": 5, "killed": 2, "timeout": 1, "survived": 1, "no_tests": 1,
-                                "suspicious": 0, "equivalent": 1}
+                                "suspicious": 0, "equivalent": 1, "not_run": 0}
+    assert record["complete"] is True
     assert record["score"] == pytest.approx(100 * 3 / 4)
-    assert record["modules"]["sdfuse/geometry.py"] == {"mutants": 4, "killed": 2, "survived": 2}
+    assert record["modules"]["sdfuse/geometry.py"] == {"mutants": 4, "killed": 2, "survived": 2, "not_run": 0}
     assert [(s["mutant"], s["equivalent"]) for s in record["survivors"]] == [
         ("sdfuse.geometry.x_f__mutmut_2", "b is always 0 here"), ("sdfuse.geometry.x_g__mutmut_1", None)]
     stale = summarise(results, {"sdfuse.geometry.x_f__mutmut_2": DIFF.replace("a - b", "a * b")}, equivalents)
     assert stale["counts"]["equivalent"] == 0 and stale["score"] == pytest.approx(100 * 3 / 5)
+
+
+def test_an_interrupted_run_scores_only_the_mutants_it_reached(tmp_path):
+    folder = tmp_path / "mutants" / "sdfuse"
+    folder.mkdir(parents=True)
+    codes = {"sdfuse.metrics.x_h__mutmut_1": 1, "sdfuse.metrics.x_h__mutmut_2": 0, "sdfuse.metrics.x_h__mutmut_3": None,
+             "sdfuse.metrics.x_h__mutmut_4": None, "sdfuse.metrics.x_h__mutmut_5": 1}
+    (folder / "metrics.py.meta").write_text(json.dumps({"exit_code_by_key": codes}))
+    record = summarise(read_results(tmp_path / "mutants"), {}, {})
+    assert record["complete"] is False
+    assert (record["counts"]["mutants"], record["counts"]["not_run"], record["counts"]["survived"]) == (5, 2, 1)
+    assert record["score"] == round(100 * 2 / 3, 2)                     # 2 killed of the 3 that ran
+    assert [s["mutant"] for s in record["survivors"]] == ["sdfuse.metrics.x_h__mutmut_2"]
+    assert record["modules"]["sdfuse/metrics.py"] == {"mutants": 5, "killed": 2, "survived": 1, "not_run": 2}

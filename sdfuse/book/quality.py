@@ -5,9 +5,10 @@ then ``python -m sdfuse.book.quality``, which reads mutmut's per-file results (`
 and writes ``results/quality/mutation.json`` (schema :data:`SCHEMA`)::
 
     {"schema": "sdfuse-mutation/1", "tool": "mutmut 3.8.1", "git_commit": "…", "generated_at": "…",
+     "complete": true,                          # false: an interrupted run, ``not_run`` mutants not reached
      "counts": {"mutants": n, "killed": k, "timeout": t, "survived": s, "no_tests": u, "suspicious": x,
-                "equivalent": e},
-     "score": 100·(killed + timeout) / (mutants − equivalent),          # %, equivalents left out
+                "equivalent": e, "not_run": r},
+     "score": 100·(killed + timeout) / (mutants − equivalent − not_run),   # %, of the mutants that ran
      "modules": {"sdfuse/protocol/geometry.py": {"mutants": …, "killed": …, "survived": …}, …},
      "survivors": [{"mutant": "sdfuse.protocol.geometry.x_resize_pad__mutmut_3",
                     "module": "sdfuse/protocol/geometry.py", "status": "survived" | "no tests", "diff": "…",
@@ -49,7 +50,10 @@ UNTESTED = {0: "survived", 5: "no tests", 33: "no tests"}
 
 
 def status(exit_code: int | None) -> str:
-    """mutmut's verdict of one exit code: killed, timeout, survived, no tests or suspicious."""
+    """mutmut's verdict of one exit code: killed, timeout, survived, no tests or suspicious; "not run"
+    for a mutant an interrupted run did not reach (no exit code yet)."""
+    if exit_code is None:
+        return "not run"
     return DETECTED.get(exit_code) or UNTESTED.get(exit_code) or "suspicious"
 
 
@@ -106,23 +110,26 @@ def run_protocol_mutants(root: Path = REPO, jobs: int = 2, path: Path = PROTOCOL
 def summarise(results: dict[str, tuple[str, str]], diffs: dict[str, str], equivalents: dict[str, dict]) -> dict:
     """The :data:`SCHEMA` record of a run (module docstring)."""
     survivors, modules = [], {}
-    counts = dict.fromkeys(("mutants", "killed", "timeout", "survived", "no_tests", "suspicious", "equivalent"), 0)
+    counts = dict.fromkeys(("mutants", "killed", "timeout", "survived", "no_tests", "suspicious", "equivalent",
+                            "not_run"), 0)
     for name, (module, verdict) in sorted(results.items()):
         counts["mutants"] += 1
         counts[verdict.replace(" ", "_")] += 1
-        per_module = modules.setdefault(module, {"mutants": 0, "killed": 0, "survived": 0})
+        per_module = modules.setdefault(module, {"mutants": 0, "killed": 0, "survived": 0, "not_run": 0})
         per_module["mutants"] += 1
-        per_module["killed" if verdict in ("killed", "timeout") else "survived"] += 1
-        if verdict in ("killed", "timeout"):
+        per_module["killed" if verdict in ("killed", "timeout") else "not_run" if verdict == "not run"
+                   else "survived"] += 1
+        if verdict in ("killed", "timeout", "not run"):
             continue
         diff = diffs.get(name, "")
         entry = equivalents.get(name)
         reason = entry["reason"] if entry and entry["changed"] in diff else None
         counts["equivalent"] += reason is not None
         survivors.append({"mutant": name, "module": module, "status": verdict, "diff": diff, "equivalent": reason})
-    judged = counts["mutants"] - counts["equivalent"]
+    judged = counts["mutants"] - counts["equivalent"] - counts["not_run"]
     score = 100 * (counts["killed"] + counts["timeout"]) / judged if judged else 100.0
-    return {"schema": SCHEMA, "counts": counts, "score": round(score, 2), "modules": modules, "survivors": survivors}
+    return {"schema": SCHEMA, "complete": counts["not_run"] == 0, "counts": counts, "score": round(score, 2),
+            "modules": modules, "survivors": survivors}
 
 
 def write_report(root: Path = REPO, out: Path | None = None, wall_s: float | None = None) -> Path:
@@ -132,7 +139,7 @@ def write_report(root: Path = REPO, out: Path | None = None, wall_s: float | Non
     from ..data.storage import atomic_write_text
 
     results = read_results(Path(root) / "mutants")
-    untested = [name for name, (_, verdict) in results.items() if verdict not in ("killed", "timeout")]
+    untested = [name for name, (_, verdict) in results.items() if verdict not in ("killed", "timeout", "not run")]
     diffs = {name: mutant_diff(name) for name in untested}
     record = summarise(results, diffs, read_equivalents())
     record["protocol_mutants"] = run_protocol_mutants(root)
@@ -152,10 +159,13 @@ def mutation_views(path: Path) -> None:
 
     record = json.loads(Path(path).read_text())
     counts = record["counts"]
+    not_run = counts.get("not_run", 0)
+    partial = (f"**An interrupted run**: {not_run} of {counts['mutants']} mutants were not reached, so the score is "
+               f"of the mutants that ran, not of the whole. " if not_run else "")
     display(Markdown(
-        f"## Mutation testing\n\n`make mutate` ({record.get('tool', 'mutmut')}, commit "
+        f"## Mutation testing\n\n{partial}`make mutate` ({record.get('tool', 'mutmut')}, commit "
         f"`{str(record.get('git_commit', ''))[:10]}`, {record.get('generated_at', '')}): **{record['score']:.1f} %** "
-        f"of {counts['mutants'] - counts['equivalent']} non-equivalent mutants of the protocol modules detected "
+        f"of {counts['mutants'] - counts['equivalent'] - not_run} non-equivalent mutants of the protocol modules detected "
         f"({counts['killed']} killed, {counts['timeout']} by timeout; {counts['survived']} survived, "
         f"{counts['no_tests']} reached by no fast test, {counts['equivalent']} judged equivalent, listed with the "
         f"reason in `tests/mutation_equivalents.toml`)."))
