@@ -49,32 +49,34 @@ TAR_SHA = hashlib.sha256(TAR).hexdigest()
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Serves ``state.files``; honours ``Range: bytes=N-`` when ``state.ranges``; can cut one reply short."""
+    """Serves ``state.files``; honours ``Range: bytes=N-`` when ``state.ranges``; can cut one reply short.
+    Each request is logged before its reply is sent, so the log keeps the client's order (a threaded server
+    could otherwise log a finished reply after the next request's)."""
 
     def do_GET(self) -> None:
         state = self.server.state
         body, wanted = state.files.get(self.path), self.headers.get("Range")
         if body is None:
-            self.send_error(404)
             state.requests.append((self.path, wanted, 404, 0))
+            self.send_error(404)
             return
         start = int(re.fullmatch(r"bytes=(\d+)-", wanted).group(1)) if wanted and state.ranges else 0
         if start >= len(body) > 0 and wanted:
+            state.requests.append((self.path, wanted, 416, 0))
             self.send_response(416)
             self.send_header("Content-Range", f"bytes */{len(body)}")
             self.send_header("Content-Length", "0")
             self.end_headers()
-            state.requests.append((self.path, wanted, 416, 0))
             return
+        payload = body[start:state.cut_after] if state.cut_after else body[start:]
+        state.cut_after = None
+        state.requests.append((self.path, wanted, 206 if start else 200, len(payload)))
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
-        payload = body[start:state.cut_after] if state.cut_after else body[start:]
-        state.cut_after = None
         self.wfile.write(payload)
-        state.requests.append((self.path, wanted, 206 if start else 200, len(payload)))
 
     def log_message(self, *args) -> None:
         pass
