@@ -167,6 +167,8 @@ def pin_threads(threads: int) -> None:
 MALLOC_MMAP_THRESHOLD = 32 * 2 ** 20
 """glibc's largest mmap threshold on 64-bit: every allocation below it comes from the heap."""
 MALLOC_TRIM_THRESHOLD = 2 ** 30
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc's ``mallopt`` parameter numbers (malloc.h)."""
 _ALLOCATOR: dict = {"malloc": "adaptive"}
 
 
@@ -187,7 +189,8 @@ def pin_allocator(malloc: str) -> dict:
         except OSError:
             _ALLOCATOR["malloc"] = "adaptive (not glibc: thresholds left as they are)"
             return dict(_ALLOCATOR)
-        ok = libc.mallopt(-3, MALLOC_MMAP_THRESHOLD) == 1 and libc.mallopt(-1, MALLOC_TRIM_THRESHOLD) == 1
+        ok = (libc.mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) == 1
+              and libc.mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) == 1)
         _ALLOCATOR.update(mmap_threshold=MALLOC_MMAP_THRESHOLD, trim_threshold=MALLOC_TRIM_THRESHOLD, applied=ok)
     return dict(_ALLOCATOR)
 
