@@ -41,17 +41,20 @@ def _wait_for(condition, proc, timeout: float = 240) -> None:
         time.sleep(0.05)
 
 
-def _kernel_running_a_cell(tables: Path) -> bool:
-    """Whether papermill's copy of the Table 1 notebook (temporary, or the page) shows a code cell after
-    the parameters running."""
-    for tmp in [*tables.glob(".tmp-*.part"), tables / "01_unet_layers.ipynb"]:
+def _table1_being_computed(tables: Path) -> bool:
+    """Whether papermill's copy of the Table 1 notebook (the temporary one it writes as it goes) shows the
+    cell that computes the table running. With an empty feature cache that cell extracts every image,
+    so the kernel is still in it when the signal arrives (a warm cache ends it, and the whole run, in
+    about a second: a signal could then find the command finished)."""
+    for tmp in tables.glob(".tmp-*.part"):
         try:
-            cells = json.loads(tmp.read_text())["cells"]
-        except (OSError, ValueError, KeyError):
+            notebook = json.loads(tmp.read_text())
+        except (OSError, ValueError):                              # not written yet, or mid-write
             continue
-        running = [i for i, cell in enumerate(cells)
-                   if cell.get("metadata", {}).get("papermill", {}).get("status") == "running"]
-        if running and running[0] >= 3:
+        if not notebook.get("metadata", {}).get("papermill", {}).get("input_path", "").endswith("01_unet_layers.ipynb"):
+            continue                                               # another notebook's copy
+        if any(cell.get("metadata", {}).get("papermill", {}).get("status") == "running"
+               and "tables.table1(" in "".join(cell.get("source", "")) for cell in notebook.get("cells", [])):
             return True
     return False
 
@@ -65,12 +68,14 @@ def test_reproduce_stops_quietly_on_ctrl_c_and_sigterm(how, code, smoke_root, tm
     earlier.to_csv(results / "table1.csv", index=False)
     before = (results / "table1.csv").read_bytes()
 
-    proc = subprocess.Popen([SDFUSE, "reproduce", "--only", "table1", "--root", str(root)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([SDFUSE, "reproduce", "--only", "table1", "--root", str(root),
+                             "-p", f"cache_dir={tmp_path / 'empty-cache'}"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     tables = root / "book" / "tables"
-    _wait_for(lambda: _kernel_running_a_cell(tables), proc)
+    _wait_for(lambda: _table1_being_computed(tables), proc)
     kernels = _children(proc.pid)
     assert kernels, "no kernel process found"
+    assert proc.poll() is None, "the command ended before the signal could be sent"
     if how == "ctrl-c":
         os.killpg(proc.pid, signal.SIGINT)                         # what a terminal does on Ctrl-C
     else:
