@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from sdfuse.book.quality import read_equivalents, read_results, status, summarise
+from sdfuse.book.quality import excluded_functions, read_equivalents, read_results, status, summarise
 
 DIFF = "--- sdfuse/geometry.py\n+++ sdfuse/geometry.py\n@@ -1 +1 @@\n-    return a + b\n+    return a - b\n"
 
@@ -59,3 +59,18 @@ def test_an_interrupted_run_scores_only_the_mutants_it_reached(tmp_path):
     assert record["score"] == round(100 * 2 / 3, 2)                     # 2 killed of the 3 that ran
     assert [s["mutant"] for s in record["survivors"]] == ["sdfuse.metrics.x_h__mutmut_2"]
     assert record["modules"]["sdfuse/metrics.py"] == {"mutants": 5, "killed": 2, "survived": 1, "not_run": 2}
+
+
+def test_excluded_functions_are_those_whose_header_says_so(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.mutmut]\nonly_mutate = ["pkg/a.py", "pkg/b.py"]\n')
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text(
+        "def kept(x):\n    return x  # pragma: no mutate block  (not a header)\n\n\n"
+        "def checked(x) -> None:  # pragma: no mutate block  (input check)\n    assert x\n\n\n"
+        "class C:\n    def _write(self, path):  # pragma: no mutate block  (cache I/O)\n        pass\n")
+    (tmp_path / "pkg" / "b.py").write_text("async def fetch():  # pragma: no mutate block  (device handling)\n    pass\n"
+                                           "def bare():  # pragma: no mutate\n    pass\n")
+    assert excluded_functions(tmp_path) == [
+        {"module": "pkg/a.py", "function": "checked", "reason": "input check"},
+        {"module": "pkg/a.py", "function": "_write", "reason": "cache I/O"},
+        {"module": "pkg/b.py", "function": "fetch", "reason": "device handling"}]

@@ -12,7 +12,12 @@ and writes ``results/quality/mutation.json`` (schema :data:`SCHEMA`)::
      "modules": {"sdfuse/protocol/geometry.py": {"mutants": …, "killed": …, "survived": …}, …},
      "survivors": [{"mutant": "sdfuse.protocol.geometry.x_resize_pad__mutmut_3",
                     "module": "sdfuse/protocol/geometry.py", "status": "survived" | "no tests", "diff": "…",
-                    "equivalent": reason or null}, …]}
+                    "equivalent": reason or null}, …],
+     "excluded": [{"module": "sdfuse/features/cache.py", "function": "verify", "reason": "cache I/O"}, …]}
+
+``excluded`` lists the functions of the mutated modules that mutmut skips because their header says
+``# pragma: no mutate block  (reason)``: input checks, cache I/O, device handling and the like, which
+``make test``'s reliability and cache tests pin (:func:`excluded_functions`).
 
 mutmut 3 mutates code inside functions only, so the module-level protocol constants (and the steps
 the first mutation survey found unpinned) are hand-written mutants in ``tests/protocol_mutants.toml``:
@@ -72,6 +77,19 @@ def read_equivalents(path: Path = EQUIVALENTS) -> dict[str, dict]:
     if not Path(path).is_file():
         return {}
     return {entry["mutant"]: entry for entry in tomllib.loads(Path(path).read_text()).get("equivalent", [])}
+
+
+def excluded_functions(root: Path = REPO) -> list[dict]:
+    """The functions of ``[tool.mutmut] only_mutate`` whose header excludes them, with the reason given there."""
+    config = tomllib.loads((Path(root) / "pyproject.toml").read_text())["tool"]["mutmut"]
+    excluded = []
+    for module in config["only_mutate"]:
+        for line in (Path(root) / module).read_text().splitlines():
+            head, _, pragma = line.partition("# pragma: no mutate block")
+            name = head.strip().removeprefix("async ").removeprefix("def ").split("(", 1)[0]
+            if pragma and head.lstrip().startswith(("def ", "async def ")):
+                excluded.append({"module": module, "function": name, "reason": pragma.strip().strip("()")})
+    return excluded
 
 
 def mutant_diff(name: str) -> str:
@@ -143,6 +161,7 @@ def write_report(root: Path = REPO, out: Path | None = None, wall_s: float | Non
     diffs = {name: mutant_diff(name) for name in untested}
     record = summarise(results, diffs, read_equivalents())
     record["protocol_mutants"] = run_protocol_mutants(root)
+    record["excluded"] = excluded_functions(root)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
     record |= {"tool": f"mutmut {version('mutmut')}", "git_commit": commit, "wall_s": wall_s,
                "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -156,6 +175,8 @@ def mutation_views(path: Path) -> None:
     """Display a mutation report: the score, the counts per module and every survivor (the run page)."""
     import pandas as pd
     from IPython.display import Markdown, display
+
+    from .pages import folded
 
     record = json.loads(Path(path).read_text())
     counts = record["counts"]
@@ -175,6 +196,12 @@ def mutation_views(path: Path) -> None:
         display(Markdown(f"Hand-written mutants of protocol constants and steps (`tests/protocol_mutants.toml`): "
                          f"{(protocol['status'] == 'killed').sum()} of {len(protocol)} killed."))
         display(protocol.set_index("name"))
+    excluded = pd.DataFrame(record.get("excluded", []), columns=["module", "function", "reason"])
+    if not excluded.empty:
+        display(folded(excluded.set_index(["module", "function"]),
+                       f"Not mutated: {len(excluded)} functions that check inputs, read and write the cache or handle "
+                       f"the device (`# pragma: no mutate block` on their header; make test's reliability and cache "
+                       f"tests pin them)"))
     survivors = pd.DataFrame(record["survivors"], columns=["mutant", "status", "diff", "equivalent"])
     if not survivors.empty:
         survivors["diff"] = survivors["diff"].map(_changed_lines)

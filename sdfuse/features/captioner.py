@@ -60,7 +60,7 @@ class ImplicitCaptioner(nn.Module):
         return context, offset[:, 0]
 
 
-def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: str) -> dict[str, torch.Tensor]:  # pragma: no mutate block  (checkpoint reading)
     """All tensors of an ODISE checkpoint (.pth read with weights_only=True, or .safetensors)."""
     file = Path(path).expanduser()
     if not file.is_file():
@@ -97,7 +97,7 @@ def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
     return raw
 
 
-def read_captioner_state(path: str) -> dict[str, torch.Tensor]:
+def read_captioner_state(path: str) -> dict[str, torch.Tensor]:  # pragma: no mutate block  (checkpoint reading)
     """The four implicit-captioner tensors of an ODISE checkpoint."""
     raw = read_checkpoint(path)
     state = {k.removeprefix(ODISE_PREFIX): v for k, v in raw.items() if k.removeprefix(ODISE_PREFIX) in CAPTIONER_KEYS}

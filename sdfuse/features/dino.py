@@ -43,7 +43,7 @@ class DinoConfig:
     dtype: str = "float32"
     device: str = "cpu"
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # pragma: no mutate block  (input check)
         if self.grid <= 0:
             raise ConfigError(f"grid must be positive, got {self.grid}")
         if not self.blocks or min(self.blocks) < 0:

@@ -73,7 +73,7 @@ class SDConfig:
     dtype: str = "float32"
     device: str = "cpu"
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # pragma: no mutate block  (input check)
         if self.grid <= 0 or self.grid % 4:
             raise ConfigError(f"grid must be a positive multiple of 4 (layer 2 sits at G/4), got {self.grid}")
         if self.crop % 64 or self.crop <= 0:
@@ -110,7 +110,7 @@ class SDConfig:
         return fields
 
 
-def check_device(device: str) -> None:
+def check_device(device: str) -> None:  # pragma: no mutate block  (input check)
     """Reject a device string torch cannot parse, before any model loads."""
     try:
         torch.device(device)
@@ -118,7 +118,7 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device {device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from error
 
 
-def require_device(device: str) -> None:
+def require_device(device: str) -> None:  # pragma: no mutate block  (device handling)
     """Before loading weights: an accelerator that is named must be visible, else a ConfigError says so."""
     kind = torch.device(device)
     if kind.type == "cuda":
@@ -277,7 +277,7 @@ class SDFeatureExtractor:
         return {layer: torch.cat([part[layer].to(parts[-1][layer].device) for part in parts])
                 for layer in parts[0]}
 
-    def _after_out_of_memory(self, error: torch.OutOfMemoryError, chunk: int) -> None:
+    def _after_out_of_memory(self, error: torch.OutOfMemoryError, chunk: int) -> None:  # pragma: no mutate block  (device handling)
         """Shrink the chunk, else move to the CPU, else raise :class:`~sdfuse.errors.ResourceError`."""
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

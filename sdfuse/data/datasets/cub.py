@@ -209,7 +209,7 @@ def read_split(mat_path: Path, classes: tuple[int, ...]) -> list[CubRecord]:
     return [record for record in records if record.class_id in classes]
 
 
-def _checked_image(root: Path, record: CubRecord, kps: tuple[np.ndarray, np.ndarray], where: str) -> Path:
+def _checked_image(root: Path, record: CubRecord, kps: tuple[np.ndarray, np.ndarray], where: str) -> Path:  # pragma: no mutate block  (input check)
     """The record's image, checked against it: inside ``images/``, of the recorded size, the bbox and
     the visible parts inside it within :data:`~sdfuse.data.datasets.checks.BORDER_TOLERANCE_PX`."""
     hint = verify_hint("cub200", root)
@@ -236,7 +236,7 @@ def _checked_image(root: Path, record: CubRecord, kps: tuple[np.ndarray, np.ndar
     return source
 
 
-def _cached_crop(source: Path, cache: Path, record: CubRecord) -> tuple[Path, int, int, int]:
+def _cached_crop(source: Path, cache: Path, record: CubRecord) -> tuple[Path, int, int, int]:  # pragma: no mutate block  (derived-image cache)
     """The crop's PNG under ``cache`` and its box, keyed by the source's content and the crop settings."""
     x0, y0, side = asic_square_box(record.bbox)
     key = derived_key([source], {"derivation": "asic-cub-crop-1", "box": [x0, y0, side], "size": CROP_SIZE})

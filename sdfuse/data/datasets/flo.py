@@ -58,7 +58,7 @@ def read_flo(path: str | Path, allow_nonfinite: bool = False) -> np.ndarray:
     return data
 
 
-def write_flo(path: str | Path, flow: np.ndarray) -> Path:
+def write_flo(path: str | Path, flow: np.ndarray) -> Path:  # pragma: no mutate block  (fixture writer)
     """Write an (H, W, 2) flow as a little-endian Middlebury ``.flo`` file and return its path."""
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2 or 0 in flow.shape:

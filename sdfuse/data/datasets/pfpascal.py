@@ -85,7 +85,7 @@ def _keypoints(x_text: str, y_text: str, columns: str, listed_visible: bool) -> 
     return points, visible
 
 
-def _check_inside(points: np.ndarray, visible: np.ndarray, size: tuple[int, int], image: Path) -> None:
+def _check_inside(points: np.ndarray, visible: np.ndarray, size: tuple[int, int], image: Path) -> None:  # pragma: no mutate block  (input check)
     """Visible keypoints other than a listed (−1, −1) must lie in [0, W] × [0, H] of their image
     (coordinates may be 1-based)."""
     width, height = size
