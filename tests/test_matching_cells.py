@@ -1,6 +1,9 @@
 """Cells of the matcher at the frame's edges and with another patch size (PROTOCOL §6), by hand."""
 import numpy as np
+import pytest
 import torch
+
+from sdfuse.errors import ConfigError
 
 from sdfuse.protocol.matching import index_to_pixel, keypoint_rows, match_keypoints
 
@@ -25,3 +28,8 @@ def test_match_keypoints_takes_the_cell_size_from_the_frame():
     trg = torch.roll(src, shifts=1, dims=0)                      # target token t + 1 equals source token t
     pred = match_keypoints(src, trg, np.array([[20.0, 3.0]]), grid, frame)  # cell (1, 0) → index 1 → target 2
     assert pred.tolist() == [[2 * 16 + 7.5, 7.5]]
+
+
+def test_match_keypoints_refuses_a_frame_of_fractional_cells():
+    with pytest.raises(ConfigError, match="58 px"):
+        match_keypoints(torch.eye(16), torch.eye(16), np.array([[20.0, 3.0]]), 4, 58)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .fusion import l2_normalize
 from .geometry import patch_index, patch_to_pixel, pixel_to_patch
 
@@ -38,8 +39,10 @@ def match_keypoints(src_desc: torch.Tensor, trg_desc: torch.Tensor, src_kps: np.
                     grid: int, frame: int) -> np.ndarray:
     """Predicted target points (K, 2) in the frame for source keypoints (K, 2) in the same frame.
 
-    ``frame`` = 14·G, the DINO frame (PROTOCOL §6).
+    ``frame`` = 14·G, the DINO frame (PROTOCOL §6): a whole number of pixels per cell.
     """
+    if frame % grid:
+        raise ConfigError(f"the frame ({frame} px) must hold the grid's {grid} cells a whole number of pixels each")
     found = nearest_patches(src_desc, trg_desc, keypoint_rows(src_kps, grid, frame))
     return index_to_pixel(found, grid, patch=frame // grid)
 
