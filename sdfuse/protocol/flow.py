@@ -46,7 +46,10 @@ def dense_flow_to_image(flow_cells: np.ndarray, padded_hw: tuple[int, int]) -> n
 
     Bilinear (align_corners=False) to L×L with L = max(H, W), times L/G, then the centre region
     of the resize-with-padding: columns (L−W)//2 … +W when L = H, else rows (L−H)//2 … +H.
+    A cell flow of any other shape is refused (:class:`ConfigError`).
     """
+    if flow_cells.ndim != 3 or flow_cells.shape[0] != flow_cells.shape[1] or flow_cells.shape[2] != 2:
+        raise ConfigError(f"a cell flow must be a (G, G, 2) array, got shape {flow_cells.shape}")
     height, width = padded_hw
     long_edge = max(height, width)
     grid = flow_cells.shape[0]
