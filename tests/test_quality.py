@@ -24,10 +24,12 @@ def results(tmp_path):
     return read_results(tmp_path / "mutants")
 
 
-def test_read_results_names_each_mutants_module(results):
+def test_read_results_names_each_mutants_module(results, tmp_path):
     assert results["sdfuse.geometry.x_f__mutmut_2"] == ("sdfuse/geometry.py", "survived")
     assert results["sdfuse.metrics.x_h__mutmut_1"] == ("sdfuse/metrics.py", "killed")
     assert len(results) == 5
+    kept = read_results(tmp_path / "mutants", ["sdfuse/metrics.py"])  # geometry.py dropped from only_mutate
+    assert kept == {"sdfuse.metrics.x_h__mutmut_1": ("sdfuse/metrics.py", "killed")}
 
 
 def test_score_leaves_out_equivalents_whose_diff_still_holds(results, tmp_path):

@@ -62,11 +62,14 @@ def status(exit_code: int | None) -> str:
     return DETECTED.get(exit_code) or UNTESTED.get(exit_code) or "suspicious"
 
 
-def read_results(mutants: Path) -> dict[str, tuple[str, str]]:
-    """{mutant name: (module path, status)} from mutmut's ``mutants/**/*.py.meta`` files."""
+def read_results(mutants: Path, modules: list[str] | None = None) -> dict[str, tuple[str, str]]:
+    """{mutant name: (module path, status)} from mutmut's ``mutants/**/*.py.meta`` files; with ``modules``
+    (``only_mutate``), only theirs: a module dropped from the configuration leaves its old file behind."""
     results = {}
     for meta in sorted(Path(mutants).rglob("*.py.meta")):
         module = meta.relative_to(mutants).as_posix().removesuffix(".meta")
+        if modules is not None and module not in modules:
+            continue
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             results[name] = (module, status(code))
     return results
@@ -156,7 +159,8 @@ def write_report(root: Path = REPO, out: Path | None = None, wall_s: float | Non
 
     from ..data.storage import atomic_write_text
 
-    results = read_results(Path(root) / "mutants")
+    modules = tomllib.loads((Path(root) / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
+    results = read_results(Path(root) / "mutants", modules)
     untested = [name for name, (_, verdict) in results.items() if verdict not in ("killed", "timeout", "not run")]
     diffs = {name: mutant_diff(name) for name in untested}
     record = summarise(results, diffs, read_equivalents())
