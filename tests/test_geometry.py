@@ -71,3 +71,15 @@ def test_resize_pad_resamples_with_lanczos(size):
     content = canvas[top:top + new[1], left:left + new[0]]
     np.testing.assert_array_equal(content, np.asarray(image.resize(new, Image.LANCZOS)))
     assert not np.array_equal(content, np.asarray(image.resize(new, Image.BICUBIC)))
+
+
+@pytest.mark.parametrize("width, height, target, frame_point, original", [
+    (200, 100, 840, (420.0, 420.0), (100.0, 50.0)),      # landscape: scale 4.2, content 420 px high, 210 px above
+    (100, 200, 840, (420.0, 420.0), (50.0, 100.0)),      # portrait: 210 px to the left
+    (200, 200, 840, (84.0, 42.0), (20.0, 10.0)),         # square: no padding
+    (3, 2, 10, (5.0, 5.0), (1.5, 1.2)),                  # content round(20/3) = 7 px high, int(3/2) = 1 px above
+])
+def test_unmap_keypoints_undoes_the_frame_by_hand(width, height, target, frame_point, original):
+    from sdfuse.protocol.geometry import unmap_keypoints
+
+    assert unmap_keypoints(np.array([frame_point]), width, height, target) == pytest.approx(np.array([original]))

@@ -45,3 +45,18 @@ def test_invisible_keypoints_are_excluded():
     assert src.shape == (2, 2) and np.allclose(src[1], [30 * 8.4, 30 * 8.4 + 210])
     assert np.allclose(trg[1], [3 * 8.4 + 210, 3 * 8.4])
     assert thr == pytest.approx(40 * 8.4)
+
+
+def test_table_aggregates_gives_each_row_its_four_aggregates():
+    from sdfuse.protocol.metrics import table_aggregates
+
+    first = _records([("A", [1, 0]), ("A", [1, 1, 1, 1]), ("B", [0, 0])]).assign(dataset="spair", setting="s", method="Fuse")
+    second = _records([("A", [0, 0]), ("B", [1, 1])]).assign(dataset="spair", setting="s", method="SD")
+    table = table_aggregates(pd.concat([first, second]), 0.1)
+    assert list(table.columns) == ["category_mean", "pair_weighted", "keypoint_pooled", "per_image"]
+    assert table.index.names == ["dataset", "setting", "method"]
+    assert table.loc[("spair", "s", "Fuse")].tolist() == pytest.approx(   # the case worked out above
+        [(500 / 6 + 0) / 2, (500 / 6 * 2 + 0) / 3, 100 * 5 / 8, 100 * (0.5 + 1 + 0) / 3])
+    assert table.loc[("spair", "s", "SD")].tolist() == pytest.approx([50.0, 50.0, 50.0, 50.0])  # 0 of 2, then 2 of 2
+    by_method = table_aggregates(pd.concat([first, second]), 0.1, by=("method",))
+    assert by_method.index.tolist() == [("Fuse",), ("SD",)] and by_method.index.names == ["method"]

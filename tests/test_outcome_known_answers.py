@@ -145,3 +145,22 @@ def test_dense_nearest_defaults_to_cosine():
     assert dense_nearest(src, trg).tolist() == [1, 0]
     assert dense_nearest(src, trg, metric="l2").tolist() == [0, 0]
 
+
+
+def test_relative_distance_table_means_by_scenario_by_hand():
+    from sdfuse.protocol.outcomes import relative_distance_table
+
+    codes = [("cat", 0, "011"), ("cat", 0, "011"), ("cat", 1, "101"), ("cat", 1, "111")]
+    records = _records(codes)
+    distances = {"rel_SD_gt": [0.2, 0.4, 0.1, 0.0], "rel_SD_at_DINO": [0.6, 0.8, 0.3, 0.1],
+                 "rel_DINO_gt": [0.0, 0.2, 0.5, 0.1], "rel_DINO_at_SD": [0.1, 0.3, 0.9, 0.3]}
+    for column, values in distances.items():
+        records[column] = values
+    table = relative_distance_table(records)
+    assert table.index.tolist() == ["011", "101", "Average"] and table.index.name == "scenario"
+    assert table.columns.tolist() == [("SD", "correct match"), ("SD", "false match"),
+                                      ("DINO", "correct match"), ("DINO", "false match")]
+    expected = [[0.3, 0.7, 0.1, 0.2],                   # class 011: keypoints 0 and 1
+                [0.1, 0.3, 0.5, 0.9],                   # class 101: keypoint 2
+                [0.175, 0.45, 0.2, 0.4]]                # every keypoint
+    assert table.to_numpy() == pytest.approx(np.array(expected))

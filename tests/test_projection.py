@@ -1,4 +1,5 @@
 """ODISE projection heads (supp. Table 2's first row, PROTOCOL §3.3) on the smoke model."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -72,3 +73,18 @@ def test_table2_computes_the_projection_row_with_a_checkpoint(smoke_root, odise_
     assert run.projection_features.forward_passes == 12
     plain = tables.table2(resolve("smoke", cache_dir=tmp_path, progress=False))
     assert "projection" not in set(plain["setting"])
+
+
+def test_extract_frames_the_image_as_the_sd_input_by_hand(smoke_root, odise_checkpoint):
+    from PIL import Image
+
+    config = ProjectionConfig(SDConfig(model=str(smoke_root / "models" / "sd"), grid=12, crop=128), str(odise_checkpoint))
+    extractor = ProjectedSDExtractor(config)
+    content = np.random.default_rng(0).integers(0, 256, (96, 192, 3), dtype=np.uint8)  # 192 wide: already 16·G
+    framed = np.zeros((192, 192, 3), np.uint8)
+    framed[48:144] = content                            # black bands of (192 − 96)/2 rows above and below
+    expected = extractor.extract_pixels(torch.from_numpy(framed).permute(2, 0, 1)[None].float() / 255)
+    got = extractor.extract(Image.fromarray(content))
+    assert got.keys() == expected.keys()
+    for stride in got:
+        torch.testing.assert_close(got[stride], expected[stride], rtol=0, atol=1e-6)
