@@ -15,6 +15,7 @@ import sys
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -286,3 +287,45 @@ def test_tss_pck_refuses_an_estimate_of_another_shape():
     with pytest.raises(ConfigError, match="disagree"):
         tss_pck(np.zeros((2, 3, 2)), np.zeros((2, 4, 2)), np.ones((2, 4), bool), 100, 0.05)
 
+
+
+def _naive_subset_means(folders, resamples, seed):
+    """Per-image means per subset on the data and on resamples, drawn as documented (strata sorted; in each,
+    its folders in first-appearance order, n draws with replacement from one generator), by plain loops."""
+    rng = np.random.default_rng(seed)
+    point, replicates = {}, {}
+    for subset in sorted({s for s, _ in folders}):
+        units = [(len(directions), sum(directions.values())) for (s, _), directions in folders.items() if s == subset]
+        point[subset] = sum(v for _, v in units) / sum(n for n, _ in units)
+        draws = rng.integers(0, len(units), size=(resamples, len(units)))
+        replicates[subset] = np.array([sum(units[i][1] for i in row) / sum(units[i][0] for i in row) for row in draws])
+    return point, replicates
+
+
+def test_tss_summary_by_hand_with_a_naive_bootstrap():
+    from sdfuse.evaluation.tss import tss_summary
+
+    # folders listed out of order (b before a; subset T before S): the draws follow first appearance
+    values = {("T", "b"): {"12": 10.0, "21": 30.0}, ("T", "a"): {"12": 70.0},
+              ("S", "z"): {"12": 0.0, "21": 100.0}, ("S", "y"): {"12": 40.0, "21": 60.0}, ("S", "x"): {"12": 90.0}}
+    rows = [{"subset": s, "pair_dir": f, "direction": d, "method": m, "form": form, "alpha": alpha,
+             "value": v + offset}
+            for (s, f), directions in values.items() for d, v in directions.items()
+            for m, form, alpha, offset in (("Fuse", "paper", 0.05, 0.0), ("DINO", "reference", 0.10, 1.0))]
+    samples = [TSSSample(s, f, d, *[None] * 4) for (s, f), directions in values.items() for d in directions]
+    summary = tss_summary(pd.DataFrame(rows), samples, resamples=7, seed=3)
+    assert summary[["method", "form", "alpha"]].drop_duplicates().values.tolist() == [
+        ["Fuse", "paper", 0.05], ["DINO", "reference", 0.10]]
+    point, replicates = _naive_subset_means(values, resamples=7, seed=3)
+    weights = {"S": 3, "T": 2}                                   # pair folders per subset, from the samples
+    for method, offset in (("Fuse", 0.0), ("DINO", 1.0)):
+        got = summary[summary["method"] == method].set_index("subset")
+        assert got.index.tolist() == ["S", "T", "Avg."]
+        for subset in ("S", "T"):
+            low, high = np.percentile(replicates[subset] + offset, [2.5, 97.5])
+            assert got.loc[subset, ["value", "ci_low", "ci_high"]].tolist() == pytest.approx(
+                [point[subset] + offset, low, high])
+        average = (weights["S"] * replicates["S"] + weights["T"] * replicates["T"]) / 5 + offset
+        assert got.loc["Avg.", ["value", "ci_low", "ci_high"]].tolist() == pytest.approx(
+            [(weights["S"] * point["S"] + weights["T"] * point["T"]) / 5 + offset, *np.percentile(average, [2.5, 97.5])])
+    assert summary.loc[summary["subset"] == "S", "value"].iloc[0] == pytest.approx((0 + 100 + 40 + 60 + 90) / 5)
