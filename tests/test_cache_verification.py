@@ -21,20 +21,21 @@ from sdfuse.data.images import open_rgb
 from sdfuse.errors import FeatureError
 from sdfuse.features.cache import CachedExtractor
 from sdfuse.features.dino import DinoConfig, DinoFeatureExtractor
+from tests.fixture_scope import per_module
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def images(smoke_root):
     folder = smoke_root / "SPair-71k" / "JPEGImages" / "present"
     return folder / "present_00.jpg", folder / "present_01.jpg"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def extractor(smoke_root):
     return DinoFeatureExtractor(DinoConfig(model=str(smoke_root / "models" / "dino"), grid=12))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def expected(extractor, images):
     """Block-11 tokens of each image straight from the extractor."""
     return [extractor.extract(open_rgb(path))[11] for path in images]

@@ -11,21 +11,22 @@ from sdfuse.data.datasets.cub import (CUB_CLASSES, asic_crop, asic_square_box, c
 from sdfuse.data.datasets.synthetic import base_pictures
 from sdfuse.data.datasets.synthetic_formats import CUB_FIXTURE_CLASSES, cub_part_positions, make_cub_like
 from sdfuse.errors import DatasetError
+from tests.fixture_scope import per_module
 
 MAT = ("cachedir", "cub", "data", "test_cub_cleaned.mat")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def cub_root(tmp_path_factory):
     return make_cub_like(tmp_path_factory.mktemp("cub"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cub_cache")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def pairs(cub_root, cache):
     return load_cub(cub_root, cache_dir=cache)
 

@@ -9,6 +9,7 @@ from PIL import Image
 from sdfuse.errors import ConfigError
 from sdfuse.features.architectures import SMOKE_DINO
 from sdfuse.features.dino import DinoConfig, DinoFeatureExtractor, hub_position_embedding
+from tests.fixture_scope import per_module
 
 
 def _cubic(x, a=-0.75):
@@ -48,7 +49,7 @@ def test_position_embedding_follows_the_protocol_formula():
     assert (timm_style - got.float()).abs().max() > 1e-3        # timm's own resampling differs
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def smoke_dino(smoke_root):
     return DinoFeatureExtractor(DinoConfig(model=str(smoke_root / "models" / "dino"), grid=12, blocks=(9, 11)))
 

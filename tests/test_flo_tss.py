@@ -9,9 +9,10 @@ from sdfuse.data.datasets.synthetic_formats import make_tss_like
 from sdfuse.data.datasets.tss import load_tss, pad_pair, pair_folder_counts, read_sample
 from sdfuse.errors import ConfigError, DatasetError
 from sdfuse.protocol.flow import TSS_PAIR_FOLDERS, dense_flow_to_image, flow_from_nn, tss_pck, weighted_average
+from tests.fixture_scope import per_module
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def tss_root(tmp_path_factory):
     return make_tss_like(tmp_path_factory.mktemp("tss"))
 

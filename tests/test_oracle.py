@@ -31,6 +31,7 @@ from sdfuse.protocol import outcomes
 from sdfuse.tables.common import keypoint_pck, prefill_features
 
 from .feature_stubs import pixel_digest
+from .fixture_scope import per_module
 from .oracle import OracleExtractor, View, dino_tokens, read_warps, views_of, warp_view
 
 GRID = 12
@@ -38,7 +39,7 @@ FRAME = 14 * GRID
 PAIRS_PER_CATEGORY = 10
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def oracle_run(smoke_root, tmp_path_factory):
     """A smoke run on fresh fixtures whose SD and DINO extractors are the oracle, behind the real cache."""
     root = tmp_path_factory.mktemp("oracle")
@@ -164,7 +165,7 @@ def spair_pairs(folder) -> list[dict]:
     return pairs
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def spair_expected(oracle_run):
     views = oracle_run.dino_features.extractor.views
     return expected_keypoints(spair_pairs(oracle_run.data_root), views)

@@ -10,16 +10,17 @@ from sdfuse.data.datasets.pfpascal import PF_PASCAL_ALPHAS, PF_PASCAL_CLASSES, l
 from sdfuse.data.datasets.synthetic import base_keypoints, base_pictures
 from sdfuse.data.datasets.synthetic_formats import make_pfpascal_like
 from sdfuse.errors import DatasetError
+from tests.fixture_scope import per_module
 
 CSV_NAME = "test_pairs_pf_pascal.csv"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def pf_root(tmp_path_factory):
     return make_pfpascal_like(tmp_path_factory.mktemp("pf"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def pairs(pf_root):
     return load_pfpascal(pf_root)
 

@@ -10,6 +10,7 @@ from sdfuse.features.projection import (PREFIX, BottleneckProjection, ProjectedS
                                         load_projections, projection_descriptor)
 from sdfuse.features.sd import SDConfig
 from sdfuse.profiles.runs import resolve
+from tests.fixture_scope import per_module
 
 
 def _head_state(in_channels: int, seed: int) -> dict[str, torch.Tensor]:
@@ -24,7 +25,7 @@ def _head_state(in_channels: int, seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def odise_checkpoint(tmp_path_factory):
     model = {}
     for index, channels in ((2, 32), (3, 32), (4, 16)):          # smoke layers 2, 5, 8

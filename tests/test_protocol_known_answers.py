@@ -25,6 +25,7 @@ from sdfuse.evaluation.pair_features import Method, PairFeatures
 from sdfuse.evaluation.tss import evaluate_tss
 
 from .feature_stubs import ColourKeyedExtractor, cached, solid_png, token_map
+from .fixture_scope import per_module
 
 # --- Table 3: the four fusion strategies and the reference's sum modes (PROTOCOL §5.4, AMBIG-8) -------
 
@@ -75,7 +76,7 @@ def _unit_with_cosine(c: float) -> list[float]:
     return [c, float(np.sqrt(1 - c * c)), 0.0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def outcome_rows(tmp_path_factory):
     root = tmp_path_factory.mktemp("outcomes")
     src = solid_png(root / "src.png", (FRAME, FRAME), (200, 30, 30))
@@ -110,7 +111,7 @@ TSS_SHIFT = 2.9
 """GT flow (2.9, 0) px everywhere: between 0.05 · 56 (the source's longer side) and 0.05 · 60 (the target's)."""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def tss_rows(tmp_path_factory):
     """One pair folder, source 56×42 and target 40×60 (W×H): the pair pads to 56×60.
 

@@ -14,6 +14,7 @@ from sdfuse.errors import ConfigError
 from sdfuse.evaluation.tss import FORMS, TSSForm, evaluate_tss
 from sdfuse.protocol.flow import dense_flow_to_image, flow_from_nn, tss_pck
 from sdfuse.protocol.matching import keypoint_rows
+from tests.fixture_scope import per_module
 
 # --- TSS: the released script's flow ------------------------------------------------------------------
 
@@ -174,7 +175,7 @@ def test_frame_keypoints_are_the_references_float32_values():
 
 # --- PF-Pascal: listed (−1, −1) entries (AMBIG-23) -------------------------------------------------------
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def pf_root(tmp_path_factory):
     return make_pfpascal_like(tmp_path_factory.mktemp("pf"))
 

@@ -10,6 +10,7 @@ from sdfuse.features.architectures import SD15_SCHEDULER, SD15_UNET, SD15_VAE
 from sdfuse.features.captioner import ODISE_PREFIX, ImplicitCaptioner
 from sdfuse.features.sd import (SDConfig, SDFeatureExtractor, SDModels, average_windows, shared_noise,
                                 window_starts)
+from tests.fixture_scope import per_module
 
 
 @pytest.mark.parametrize("size, crop, starts", [(960, 512, [0, 448]), (512, 512, [0]), (192, 128, [0, 64]),
@@ -57,7 +58,7 @@ def test_real_sd15_architecture_shapes_at_g60_on_meta_device():
     assert tuple(layer11[11].shape) == (320, 120, 120)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def smoke_sd(smoke_root):
     return SDFeatureExtractor(SDConfig(model=str(smoke_root / "models" / "sd"), grid=12, crop=128))
 
@@ -145,7 +146,7 @@ def test_captioner_formula():
     assert context.shape == (2, 77, 4) and offset.shape == (2, 6)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def tiny_clip(tmp_path_factory):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -211,7 +212,7 @@ def _alpha_bar(t: int) -> float:
     return float(np.prod(1 - betas[:t + 1]))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def sd_parts(smoke_root):
     """The smoke SD parts loaded straight from the diffusers folder, and the empty prompt's embedding."""
     from diffusers import AutoencoderKL, UNet2DConditionModel

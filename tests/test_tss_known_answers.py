@@ -27,6 +27,7 @@ from sdfuse.evaluation.tss import TSS_ALPHAS, _padded_paths, evaluate_tss, refer
 from sdfuse.protocol.flow import dense_flow_to_image, flow_from_nn, tss_pck
 
 from .feature_stubs import ColourKeyedExtractor, cached, solid_png, token_map
+from .fixture_scope import per_module
 
 G = 4
 RED, GREEN = (200, 30, 30), (30, 200, 30)
@@ -63,7 +64,7 @@ def _run(root, progress=False):
                            dino_features=cached(ColourKeyedExtractor("dino", dino), root / "cache", "dino"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=per_module)
 def tss_case(tmp_path_factory):
     """One JODS pair folder. Source tokens of image1 are r_i·u_i (u at 16 distinct angles, r = 10 but
     r_5 = 1), image2's are u_j. By cosine every target cell matches its own position in both directions.
