@@ -75,7 +75,7 @@ def test_resize_pad_resamples_with_lanczos(size):
 
 @pytest.mark.parametrize("width, height, target, frame_point, original", [
     (200, 100, 840, (420.0, 420.0), (100.0, 50.0)),      # landscape: scale 4.2, content 420 px high, 210 px above
-    (100, 200, 840, (420.0, 420.0), (50.0, 100.0)),      # portrait: 210 px to the left
+    (100, 200, 840, (500.0, 420.0), (290 / 4.2, 100.0)),  # portrait: 210 px to the left
     (200, 200, 840, (84.0, 42.0), (20.0, 10.0)),         # square: no padding
     (3, 2, 10, (5.0, 5.0), (1.5, 1.2)),                  # content round(20/3) = 7 px high, int(3/2) = 1 px above
 ])
@@ -83,3 +83,13 @@ def test_unmap_keypoints_undoes_the_frame_by_hand(width, height, target, frame_p
     from sdfuse.protocol.geometry import unmap_keypoints
 
     assert unmap_keypoints(np.array([frame_point]), width, height, target) == pytest.approx(np.array([original]))
+
+
+def test_unmap_keypoints_of_several_float32_points_computes_in_float64():
+    from sdfuse.protocol.geometry import unmap_keypoints
+
+    frame = np.array([[420.1, 420.0], [210.0, 630.0]], dtype=np.float32)
+    got = unmap_keypoints(frame, 200, 100, 840)                  # landscape: 210 px above the content
+    assert got.dtype == np.float64
+    want = (frame.astype(np.float64) - [0.0, 210.0]) / 4.2
+    assert np.array_equal(got, want)

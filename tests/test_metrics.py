@@ -58,5 +58,5 @@ def test_table_aggregates_gives_each_row_its_four_aggregates():
     assert table.loc[("spair", "s", "Fuse")].tolist() == pytest.approx(   # the case worked out above
         [(500 / 6 + 0) / 2, (500 / 6 * 2 + 0) / 3, 100 * 5 / 8, 100 * (0.5 + 1 + 0) / 3])
     assert table.loc[("spair", "s", "SD")].tolist() == pytest.approx([50.0, 50.0, 50.0, 50.0])  # 0 of 2, then 2 of 2
-    by_method = table_aggregates(pd.concat([first, second]), 0.1, by=("method",))
-    assert by_method.index.tolist() == [("Fuse",), ("SD",)] and by_method.index.names == ["method"]
+    by_method = table_aggregates(pd.concat([second, first]), 0.1, by=("method",))  # rows in the records' order
+    assert by_method.index.tolist() == [("SD",), ("Fuse",)] and by_method.index.names == ["method"]

@@ -164,3 +164,36 @@ def test_relative_distance_table_means_by_scenario_by_hand():
                 [0.1, 0.3, 0.5, 0.9],                   # class 101: keypoint 2
                 [0.175, 0.45, 0.2, 0.4]]                # every keypoint
     assert table.to_numpy() == pytest.approx(np.array(expected))
+
+
+def test_relative_distance_on_a_span_below_one():
+    from sdfuse.protocol.outcomes import relative_distance
+
+    distances = torch.tensor([[0.2, 0.45, 0.7], [3.0, 3.0, 3.0]], dtype=torch.float64)
+    got = relative_distance(distances, np.array([1, 2]))          # (0.45 − 0.2) / 0.5; a flat row gives 0
+    assert got.tolist() == pytest.approx([0.5, 0.0])
+
+
+def test_outcome_tables_warn_nothing_for_an_empty_scenario_and_follow_pair_order():
+    import warnings
+
+    from sdfuse.protocol.outcomes import outcome_tables
+
+    # pair ids out of order, and no keypoint of class 011 or 101: Table 7's means over them are undefined
+    records = _records([("zebra", 5, "111"), ("zebra", 5, "000"), ("ant", 2, "111"), ("ant", 2, "111")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tables = outcome_tables(records, resamples=0)
+    shares = tables["table6"].set_index(["category", "outcome"])["value"]
+    assert shares[("ant", "111")] == pytest.approx(100.0)          # pair 2: both keypoints 111
+    assert shares[("zebra", "111")] == pytest.approx(50.0) and shares[("zebra", "000")] == pytest.approx(50.0)
+
+
+def test_relative_distance_table_uses_its_alpha():
+    from sdfuse.protocol.outcomes import relative_distance_table
+
+    # code "h" is a hit at 0.10 only: at 0.10 the keypoint is class 011, at 0.05 class 000
+    records = _records([("cat", 0, "0hh"), ("cat", 0, "111")])
+    records["rel_SD_gt"] = [0.4, 0.0]
+    assert relative_distance_table(records, alpha=0.10).loc["011", ("SD", "correct match")] == pytest.approx(0.4)
+    assert np.isnan(relative_distance_table(records, alpha=0.05).loc["011", ("SD", "correct match")])
