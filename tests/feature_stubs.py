@@ -7,6 +7,7 @@ loaders and evaluation run on features whose right answers the tests know by con
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -75,3 +76,10 @@ def token_map(tokens: np.ndarray, grid: int) -> torch.Tensor:
     """(G², C) row-major tokens → the (C, G, G) map an extractor returns."""
     tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.float32)
     return tokens.T.reshape(tokens.shape[1], grid, grid).contiguous()
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, where tqdm draws its bar unless told not to."""
+
+    def isatty(self) -> bool:
+        return True

@@ -176,3 +176,83 @@ def test_seed_spread_runs_each_seed_as_its_own_run_and_summarises_by_hand():
     summary = spread_summary(by_hand).iloc[0]
     assert (summary["exact"], summary["lowrank_min"], summary["lowrank_max"], summary["seeds"]) == (50, 49, 52, 3)
     assert summary["spread"] == 3 and summary["exact_within_seeds"] and summary["identical_nn"] == pytest.approx(0.8)
+
+
+def _reference_draws(generator, src, trg, dim):
+    """Advance ``generator`` as the reference's three co-PCAs of a pair do, from the shapes alone: per layer
+    in the order 2, 5, 8, q = min(d, N1 + N2, C) and one Gaussian of (N1 + N2) × q if torch 1.13's
+    svd_lowrank sketches the transpose (N1 + N2 < C or C > q), else C × q; float64 for float64 maps."""
+    for layer in (2, 5, 8):
+        if layer in src:
+            channels, rows = src[layer].shape[0], src[layer][0].numel() + trg[layer][0].numel()
+            q = min(dim, rows, channels)
+            dtype = torch.float64 if src[layer].dtype == torch.float64 else torch.float32
+            torch.randn(rows if rows < channels or channels > q else channels, q, generator=generator, dtype=dtype,
+                        device="cpu")
+    return generator
+
+
+def _maps(shapes, gen, dtype=torch.float32):
+    return {k: torch.randn(*s, generator=gen, dtype=dtype) for k, s in shapes.items()}
+
+
+@pytest.mark.parametrize("shapes, dim, dtype", [
+    ({2: (5, 1, 1), 5: (3, 2, 2), 8: (2, 4, 4)}, 4, torch.float32),    # q = rows 2; q = C 3; C 2 ≤ q, rows ≥ C: C × q
+    ({2: (1, 2, 2), 5: (6, 3, 3), 8: (40, 3, 3)}, 8, torch.float64),    # one channel; C × q; float64 draws of ≥ 16
+    ({5: (4, 2, 2), 8: (40, 3, 3)}, 8, torch.float64),                  # no layer 2: layers 5 and 8 still drawn
+])
+def test_skipped_layers_consume_the_stream_as_the_reference_draws(shapes, dim, dtype):
+    """The stream's state after each pair is the one an explicit generator reaches drawing the
+    reference's Gaussians of every layer (PROTOCOL §3.1, AMBIG-17); computed layers as skipped ones."""
+    gen = torch.Generator().manual_seed(1)
+    pairs = [(_maps(shapes, gen, dtype), _maps(shapes, gen, dtype)) for _ in range(2)]
+    computed = max(shapes)
+    for layers in (set(), {computed}):
+        stream, expected = LowrankStream(seed=3), torch.Generator().manual_seed(3)
+        for src, trg in pairs:
+            out = stream.pair(src, trg, dim, layers)
+            assert set(out) == layers
+            assert torch.equal(stream.generator.get_state(), _reference_draws(expected, src, trg, dim).get_state())
+
+
+def test_skipped_layers_draw_on_the_generators_device_not_torchs_default():
+    shapes = {2: (5, 1, 1), 5: (3, 2, 2), 8: (2, 4, 4)}
+    gen = torch.Generator().manual_seed(2)
+    src, trg = _maps(shapes, gen), _maps(shapes, gen)
+    stream = LowrankStream(seed=4)
+    with torch.device("meta"):                                     # a default device that is not the stream's
+        stream.pair(src, trg, 4, set())
+    expected = _reference_draws(torch.Generator().manual_seed(4), src, trg, 4)
+    assert torch.equal(stream.generator.get_state(), expected.get_state())
+
+
+def test_default_stream_is_the_references_seed_42_with_two_power_iterations():
+    stream = LowrankStream()
+    assert (stream.seed, stream.niter) == (42, 2)
+    assert torch.equal(stream.generator.get_state(), torch.Generator().manual_seed(42).get_state())
+
+
+def test_stream_device_is_the_generators_never_a_silent_cpu_fallback():
+    if torch.cuda.is_available():
+        assert LowrankStream(device="cuda").generator.device.type == "cuda"
+    else:                                                          # no CUDA here: asking for it fails
+        with pytest.raises(RuntimeError):
+            LowrankStream(device="cuda")
+
+
+@pytest.mark.parametrize("niter", [0, 1])
+def test_stream_passes_its_power_iterations_on(niter):
+    shapes = {2: (64, 3, 3), 5: (64, 6, 6), 8: (32, 12, 12)}
+    src, trg = _maps(shapes, torch.Generator().manual_seed(6)), _maps(shapes, torch.Generator().manual_seed(7))
+    out = LowrankStream(seed=5, niter=niter).pair(src, trg, 16, {2, 5, 8})
+    torch.manual_seed(5)
+    for layer in (2, 5, 8):
+        s_tok, t_tok = src[layer].reshape(shapes[layer][0], -1).T, trg[layer].reshape(shapes[layer][0], -1).T
+        centred = _centred(s_tok, t_tok)
+        a = centred - centred.mean(dim=0, keepdim=True)
+        basis = get_approximate_basis(a.T, 16, niter=niter)       # torch's range finder, this many iterations
+        _, _, vh = torch.linalg.svd(a @ basis, full_matrices=False)
+        got = torch.cat([out[layer][0].reshape(16, -1).T, out[layer][1].reshape(16, -1).T])
+        assert _same_space(got, centred @ (basis @ vh.mH)), layer
+    two = LowrankStream(seed=5).pair(src, trg, 16, {8})[8]
+    assert not _same_space(torch.cat([t.reshape(16, -1).T for t in two]), got)   # niter tells them apart

@@ -7,7 +7,9 @@ cache, loaders and evaluation run on them (:mod:`tests.feature_stubs`).
 from __future__ import annotations
 
 import csv
+import io
 import shutil
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,7 +26,7 @@ from sdfuse.evaluation.outcomes import outcome_records
 from sdfuse.evaluation.pair_features import Method, PairFeatures
 from sdfuse.evaluation.tss import evaluate_tss
 
-from .feature_stubs import ColourKeyedExtractor, cached, solid_png, token_map
+from .feature_stubs import ColourKeyedExtractor, Terminal, cached, solid_png, token_map
 from .fixture_scope import per_module
 
 # --- Table 3: the four fusion strategies and the reference's sum modes (PROTOCOL §5.4, AMBIG-8) -------
@@ -76,9 +78,8 @@ def _unit_with_cosine(c: float) -> list[float]:
     return [c, float(np.sqrt(1 - c * c)), 0.0]
 
 
-@pytest.fixture(scope=per_module)
-def outcome_rows(tmp_path_factory):
-    root = tmp_path_factory.mktemp("outcomes")
+def _outcome_inputs(root, src_kps=((3.0, 3.0),), trg_kps=((45.0, 31.0),)):
+    """A one-pair case (pairs, methods, grid, sd, dino) for outcome_records; target (45, 31): cell 2·4 + 3 = 11."""
     src = solid_png(root / "src.png", (FRAME, FRAME), (200, 30, 30))
     trg = solid_png(root / "trg.png", (FRAME, FRAME), (30, 200, 30))
     gen = torch.Generator().manual_seed(0)
@@ -86,11 +87,16 @@ def outcome_rows(tmp_path_factory):
             (30, 200, 30): {11: token_map(np.array([_unit_with_cosine(c) for c in SOURCE_COSINES]), GRID)}}
     sd = {colour: {2: torch.randn(4, 1, 1, generator=gen), 5: torch.randn(4, 2, 2, generator=gen),
                    8: torch.randn(4, GRID, GRID, generator=gen)} for colour in dino}
-    pair = Pair("p", "cat", src, trg, (FRAME, FRAME), (FRAME, FRAME), np.array([[3.0, 3.0]]),
-                np.array([[45.0, 31.0]]), np.array([True]), threshold=40.0)      # target (45, 31): cell 2·4 + 3 = 11
+    pair = Pair("p", "cat", src, trg, (FRAME, FRAME), (FRAME, FRAME), np.array(src_kps), np.array(trg_kps),
+                np.ones(len(src_kps), bool), threshold=40.0)
     methods = {"SD": Method("SD", pca_dim=2), "DINO": Method("DINO"), "Fuse": Method("Fuse", pca_dim=2)}
-    return outcome_records([pair], methods, GRID, cached(ColourKeyedExtractor("sd", sd), root / "cache", "sd"),
-                           cached(ColourKeyedExtractor("dino", dino), root / "cache", "dino"), progress=False).iloc[0]
+    return ([pair], methods, GRID, cached(ColourKeyedExtractor("sd", sd), root / "cache", "sd"),
+            cached(ColourKeyedExtractor("dino", dino), root / "cache", "dino"))
+
+
+@pytest.fixture(scope=per_module)
+def outcome_rows(tmp_path_factory):
+    return outcome_records(*_outcome_inputs(tmp_path_factory.mktemp("outcomes")), progress=False).iloc[0]
 
 
 def test_table7_relative_distance_at_the_ground_truth_cell(outcome_rows):
@@ -103,6 +109,34 @@ def test_table7_relative_distance_at_the_ground_truth_cell(outcome_rows):
     assert outcome_rows["rel_DINO_at_SD"] == pytest.approx((d[at_sd] - d.min()) / (d.max() - d.min()), abs=1e-6)
     one_minus_cos = 1 - SOURCE_COSINES                       # the other distance of AMBIG-14 gives another value
     assert abs((one_minus_cos[11] - one_minus_cos.min()) / np.ptp(one_minus_cos) - outcome_rows["rel_DINO_gt"]) > 0.01
+
+
+def test_outcome_records_name_pair_and_keypoint_and_take_the_gt_cell_in_the_dino_frame(tmp_path):
+    """Two keypoints, the pair listed twice: rows carry pair_id, the keypoint's index and the list
+    position. Target (28.5, 42.5) lies in cell (2, 3) of the 56 px frame, 3·4 + 2 = 14 (it would be
+    cell (1, 2) = 9 in a 60 px frame)."""
+    pairs, *rest = _outcome_inputs(tmp_path, ((3.0, 3.0), (50.0, 10.0)), ((45.0, 31.0), (28.5, 42.5)))
+    rows = outcome_records(pairs * 2, *rest, progress=False)
+    assert rows["pair_id"].tolist() == ["p"] * 4 and rows["category"].tolist() == ["cat"] * 4
+    assert rows["kp"].tolist() == [0, 1, 0, 1] and rows["pair"].tolist() == [0, 0, 1, 1]
+    assert rows["gt_index"].tolist() == [11, 14, 11, 14]
+
+
+@pytest.mark.parametrize("progress", [None, True, False])
+def test_outcome_records_draw_a_bar_by_default_and_only_if_asked(tmp_path, progress):
+    """tqdm draws on a terminal unless disabled; ``progress=False`` is quiet on a terminal and off it."""
+    inputs = _outcome_inputs(tmp_path)
+    for stream in (Terminal(), io.StringIO()):
+        stderr, sys.stderr = sys.stderr, stream
+        try:
+            outcome_records(*inputs) if progress is None else outcome_records(*inputs, progress=progress)
+        finally:
+            sys.stderr = stderr
+        drawn = "1/1" in stream.getvalue()
+        if isinstance(stream, Terminal):
+            assert drawn == (progress is not False)
+        elif progress is False:
+            assert not drawn
 
 
 # --- TSS: L2 nearest neighbour in the reference form, threshold from the unpadded source (PROTOCOL §8) ----

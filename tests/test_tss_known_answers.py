@@ -9,7 +9,6 @@ geometry, without interpolating anything.
 """
 from __future__ import annotations
 
-import io
 import struct
 import sys
 from types import SimpleNamespace
@@ -26,7 +25,7 @@ from sdfuse.evaluation.pair_features import Method
 from sdfuse.evaluation.tss import TSS_ALPHAS, _padded_paths, evaluate_tss, reference_form
 from sdfuse.protocol.flow import dense_flow_to_image, flow_from_nn, tss_pck
 
-from .feature_stubs import ColourKeyedExtractor, cached, solid_png, token_map
+from .feature_stubs import ColourKeyedExtractor, Terminal, cached, solid_png, token_map
 from .fixture_scope import per_module
 
 G = 4
@@ -42,13 +41,6 @@ def _valid(width: int, height: int, direction: str) -> np.ndarray:
     """The target's validity mask: from column 10 on image2 (direction 12), from row 6 on image1 (21)."""
     ys, xs = np.mgrid[0:height, 0:width]
     return xs >= 10 if direction == "12" else ys >= 6
-
-
-class Terminal(io.StringIO):
-    """A stderr that says it is a terminal, where tqdm draws its bar unless told not to."""
-
-    def isatty(self) -> bool:
-        return True
 
 
 def _run(root, progress=False):
