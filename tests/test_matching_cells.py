@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from sdfuse.errors import ConfigError
-
 from sdfuse.protocol.matching import index_to_pixel, keypoint_rows, match_keypoints
 
 

@@ -82,11 +82,15 @@ def read_equivalents(path: Path = EQUIVALENTS) -> dict[str, dict]:
     return {entry["mutant"]: entry for entry in tomllib.loads(Path(path).read_text()).get("equivalent", [])}
 
 
+def mutated_modules(root: Path = REPO) -> list[str]:
+    """``[tool.mutmut] only_mutate`` of ``root``'s ``pyproject.toml``: the modules mutmut mutates."""
+    return tomllib.loads((Path(root) / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
+
+
 def excluded_functions(root: Path = REPO) -> list[dict]:
-    """The functions of ``[tool.mutmut] only_mutate`` whose header excludes them, with the reason given there."""
-    config = tomllib.loads((Path(root) / "pyproject.toml").read_text())["tool"]["mutmut"]
+    """The functions of :func:`mutated_modules` whose header excludes them, with the reason given there."""
     excluded = []
-    for module in config["only_mutate"]:
+    for module in mutated_modules(root):
         for line in (Path(root) / module).read_text().splitlines():
             head, _, pragma = line.partition("# pragma: no mutate block")
             name = head.strip().removeprefix("async ").removeprefix("def ").split("(", 1)[0]
@@ -159,8 +163,7 @@ def write_report(root: Path = REPO, out: Path | None = None, wall_s: float | Non
 
     from ..data.storage import atomic_write_text
 
-    modules = tomllib.loads((Path(root) / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
-    results = read_results(Path(root) / "mutants", modules)
+    results = read_results(Path(root) / "mutants", mutated_modules(root))
     untested = [name for name, (_, verdict) in results.items() if verdict not in ("killed", "timeout", "not run")]
     diffs = {name: mutant_diff(name) for name in untested}
     record = summarise(results, diffs, read_equivalents())
