@@ -107,7 +107,7 @@ def read_captioner_state(path: str) -> dict[str, torch.Tensor]:  # pragma: no mu
     return {k: v.float() for k, v in state.items()}
 
 
-def load_captioner(checkpoint: str, clip_model: str, time_dim: int) -> tuple[ImplicitCaptioner, nn.Module]:
+def load_captioner(checkpoint: str, clip_model: str, time_dim: int) -> tuple[ImplicitCaptioner, nn.Module]:  # pragma: no mutate block  (checkpoint reading)
     """The captioner from ``checkpoint`` and the CLIP image tower it reads (transformers layout)."""
     from transformers import CLIPVisionModelWithProjection
 

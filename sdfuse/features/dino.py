@@ -73,7 +73,7 @@ class DinoConfig:
 _VIT_DEPTHS = {"small": 12, "base": 12, "large": 24, "giant2": 40, "giant": 40}
 
 
-def model_depth(model: str) -> int | None:
+def model_depth(model: str) -> int | None:  # pragma: no mutate block  (input check)
     """Transformer blocks of a timm ViT named by a local folder (its config.json) or a hub id, without loading it.
 
     None when it cannot be told (then the block check happens after loading, in :meth:`DinoFeatureExtractor.extract_pixels`).
@@ -112,7 +112,7 @@ def hub_position_embedding(pos_embed: torch.Tensor, grid: int, num_prefix: int =
     return torch.cat([prefix, resized], dim=1)
 
 
-def load_dino_model(config: DinoConfig) -> torch.nn.Module:
+def load_dino_model(config: DinoConfig) -> torch.nn.Module:  # pragma: no mutate block  (checkpoint reading)
     """timm DINOv2 from a local timm folder (config.json + model.safetensors) or an hf-hub id@revision.
 
     A hub id already in the Hugging Face cache loads from its snapshot folder without network;

@@ -175,24 +175,9 @@ class SDModels:
 
 
 def load_sd_models(config: SDConfig) -> SDModels:
-    """Load UNet, VAE encoder, schedule and the empty-prompt embedding from a diffusers folder or hub id."""
-    source, local = local_weights(config.model, config.revision, "sd")  # fails at once when unreachable
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    dtype = DTYPES[config.dtype]
-    common = dict(revision=None if local else config.revision, local_files_only=local)
-    try:
-        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype,
-                                                    use_safetensors=True, **common)
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype,
-                                            use_safetensors=True, **common)
-        scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", **common)
-        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **common)
-        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder",
-                                                     use_safetensors=True, **common)
-    except (OSError, ValueError) as error:
-        raise missing_weights(config.model, config.revision, "sd", error) from error
+    """UNet, VAE encoder, the noise schedule's ᾱ at the configured timestep and the empty-prompt embedding
+    (PROTOCOL §2.3), from a diffusers folder or hub id."""
+    unet, vae, scheduler, tokenizer, text_encoder = read_sd_components(config)
     vae.decoder = None  # never run (PROTOCOL §2.3g); frees its memory
     empty_prompt = empty_prompt_embedding(tokenizer, text_encoder)
     models = SDModels(unet=unet.eval(), vae=vae.eval(),
@@ -204,6 +189,27 @@ def load_sd_models(config: SDConfig) -> SDModels:
         models.captioner, models.clip = load_captioner(config.captioner_checkpoint, config.clip_model,
                                                        time_dim=unet.time_embedding.linear_2.out_features)
     return models
+
+
+def read_sd_components(config: SDConfig) -> tuple:  # pragma: no mutate block  (checkpoint reading)
+    """UNet, VAE, DDPM scheduler, CLIP tokenizer and text encoder of a diffusers folder or hub id, safetensors
+    only, in the configured dtype (the text encoder in float32)."""
+    source, local = local_weights(config.model, config.revision, "sd")  # fails at once when unreachable
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    dtype = DTYPES[config.dtype]
+    common = dict(revision=None if local else config.revision, local_files_only=local)
+    try:
+        return (UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype,
+                                                     use_safetensors=True, **common),
+                AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype,
+                                              use_safetensors=True, **common),
+                DDPMScheduler.from_pretrained(source, subfolder="scheduler", **common),
+                CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **common),
+                CLIPTextModel.from_pretrained(source, subfolder="text_encoder", use_safetensors=True, **common))
+    except (OSError, ValueError) as error:
+        raise missing_weights(config.model, config.revision, "sd", error) from error
 
 
 @torch.no_grad()
