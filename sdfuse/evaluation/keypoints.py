@@ -40,7 +40,7 @@ def evaluate(pairs: list[Pair], methods: dict[str, Method], grid: int, sd: Cache
     first = _first_positions(pairs)
     streams = lowrank_streams(methods.values(), co_pca_device)
     records, done = [], {}
-    for position, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):
+    for position, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):  # pragma: no mutate  (progress bar)
         key = (pair.pair_id, position in first) if not streams else position
         if key not in done:
             done[key] = _evaluate_pair(pair, methods, grid, sd, dino, position in first, projection, streams)

@@ -27,7 +27,7 @@ def outcome_records(pairs: list[Pair], methods: dict[str, Method], grid: int, sd
     distance at matcher N's prediction).
     """
     rows, done = [], {}
-    for position, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):
+    for position, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):  # pragma: no mutate  (progress bar)
         if pair.pair_id not in done:
             done[pair.pair_id] = _pair_outcomes(pair, methods, grid, sd, dino)
         rows += [{**row, "pair": position} for row in done[pair.pair_id]]

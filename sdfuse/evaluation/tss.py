@@ -82,7 +82,7 @@ def evaluate_tss(samples: list[TSSSample], methods: dict[str, Method], run: Run,
     variants = {(name, raw): (reference_form(method) if raw else method)
                 for name, method in methods.items() for raw in {FORMS[f].raw for f in forms}}
     rows = []
-    for sample in tqdm(samples, desc="TSS samples", unit="sample", disable=not run.progress):
+    for sample in tqdm(samples, desc="TSS samples", unit="sample", disable=not run.progress):  # pragma: no mutate  (progress bar)
         data = read_sample(sample)
         src_path, trg_path = _padded_paths(run, sample, data.src, data.trg)
         pair = Pair(f"{sample.subset}/{sample.pair_dir}/{sample.direction}", sample.subset, src_path, trg_path,
