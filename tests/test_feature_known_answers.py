@@ -141,7 +141,7 @@ def test_pinned_hub_revision_key_ignores_where_main_points(config_class, tmp_pat
     assert config_class(model="org/tiny", revision="v3").fingerprint() != pinned
 
 
-@pytest.mark.parametrize("module, config_class", [(dino_module, DinoConfig), (sd_module, SDConfig)])
+@pytest.mark.parametrize("module, config_class", [(dino_module, DinoConfig), (sd_module, SDConfig)], ids=["dino", "sd"])
 def test_extractor_code_version_keys_the_cache(module, config_class, monkeypatch):
     """Bumping EXTRACTOR_VERSION (a code change that alters the features) changes the key."""
     before = config_class(model="org/tiny", revision="v1").fingerprint()
