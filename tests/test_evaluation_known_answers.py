@@ -127,8 +127,8 @@ def test_features_without_filter_or_projection_carry_neither():
     """No method filters DINO or uses the projection heads: the pair's guides and projections are None; no
     method uses DINO: its DINO maps are an empty dict."""
     sd, dino = _two_by_two()
-    features = pair_features(_pair("p", "a", 2, [[3, 5]], [[3, 5]]), {"fuse": Method("Fuse", sd_layers=(8,), pca_dim=2)},
-                             2, sd, dino)
+    fuse = {"fuse": Method("Fuse", sd_layers=(8,), pca_dim=2)}
+    features = pair_features(_pair("p", "a", 2, [[3, 5]], [[3, 5]]), fuse, 2, sd, dino)
     assert features.guides is None and features.projected is None
     sd_only = pair_features(_pair("p", "a", 2, [[3, 5]], [[3, 5]]), {"sd": Method("SD", sd_layers=(8,), pca_dim=2)},
                             2, sd, None)                  # no DINO extractor needed, no DINO maps carried
@@ -233,7 +233,10 @@ def _blur_by_hand(tokens: np.ndarray, kernel: int, sigma: float) -> np.ndarray:
     """Normalised Gaussian blur of a (C, G, G) map with reflected borders, by loops."""
     c, g, _ = tokens.shape
     half = kernel // 2
-    reflect = lambda i: -i if i < 0 else (2 * (g - 1) - i if i >= g else i)   # noqa: E731
+
+    def reflect(i):
+        return -i if i < 0 else (2 * (g - 1) - i if i >= g else i)
+
     out = np.zeros_like(tokens)
     for y in range(g):
         for x in range(g):
@@ -277,6 +280,15 @@ def test_filter_vit_blurs_under_a_uniform_guide_and_keeps_tokens_under_distinct_
 # --- descriptors and similarities on hand-set co-PCA maps (PROTOCOL §3.1, §4, §5.2) -----------------------
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _up(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Bilinear resize (align_corners=False) of a (C, h, w) map to side × side, in float64."""
+    return F.interpolate(x[None].double(), size=(side, side), mode="bilinear", align_corners=False)[0]
+
+
 def test_ensemble_vit_concatenates_the_l2_normalised_blocks():
     """§4 Ensemble-ViT: blocks 9 and 11, each token L2-normalised, joined in the order asked for."""
     b9 = np.array([[3.0, 4.0], [0.0, 2.0], [1.0, 0.0], [0.0, -5.0]])
@@ -284,9 +296,8 @@ def test_ensemble_vit_concatenates_the_l2_normalised_blocks():
     features = PairFeatures(sd_pca={}, dino={9: (token_map(b9, 2), token_map(2 * b9, 2)),
                                              11: (token_map(b11, 2), token_map(b11, 2))}, grid=2)
     src, trg = features.descriptors(Method("DINO", dino_blocks=(9, 11)))
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)   # noqa: E731
-    np.testing.assert_allclose(src.numpy(), np.hstack([unit(b9), unit(b11)]), atol=1e-6)
-    np.testing.assert_allclose(trg.numpy(), np.hstack([unit(b9), unit(b11)]), atol=1e-6)
+    np.testing.assert_allclose(src.numpy(), np.hstack([_unit(b9), _unit(b11)]), atol=1e-6)
+    np.testing.assert_allclose(trg.numpy(), np.hstack([_unit(b9), _unit(b11)]), atol=1e-6)
 
 
 def test_layer_2_reaches_the_grid_in_two_bilinear_steps():
@@ -294,22 +305,24 @@ def test_layer_2_reaches_the_grid_in_two_bilinear_steps():
     gen = torch.Generator().manual_seed(1)
     l2, l5 = torch.randn(3, 2, 2, generator=gen), torch.randn(3, 4, 4, generator=gen)
     features = PairFeatures(sd_pca={(2, ("exact", 3)): (l2, -l2), (5, ("exact", 3)): (l5, l5)}, grid=8, dino={})
-    up = lambda x, side: F.interpolate(x[None].double(), size=(side, side), mode="bilinear", align_corners=False)[0]  # noqa: E731
     src, trg = features.descriptors(Method("SD", sd_layers=(2,), pca_dim=3))
-    two_steps = up(up(l2, 4), 8).reshape(3, -1).T
-    assert not torch.allclose(two_steps, up(l2, 8).reshape(3, -1).T, atol=1e-3)   # the steps matter here
+    two_steps = _up(_up(l2, 4), 8).reshape(3, -1).T
+    assert not torch.allclose(two_steps, _up(l2, 8).reshape(3, -1).T, atol=1e-3)   # the steps matter here
     torch.testing.assert_close(src.double(), two_steps, atol=1e-6, rtol=0)
     torch.testing.assert_close(trg.double(), -two_steps, atol=1e-6, rtol=0)
     src5, _ = features.descriptors(Method("SD", sd_layers=(5,), pca_dim=3))
-    torch.testing.assert_close(src5.double(), up(l5, 8).reshape(3, -1).T, atol=1e-6, rtol=0)
+    torch.testing.assert_close(src5.double(), _up(l5, 8).reshape(3, -1).T, atol=1e-6, rtol=0)
 
 
 def _cosine_by_hand(sd_src, sd_trg, dino_src, dino_trg, alpha, rows):
     """Fused cosine (α l2n(SD), (1 − α) l2n(DINO)) with l2n(x) = x / max(‖x‖, 1e-12), in float64 (§5.2)."""
-    l2n = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), EPS)   # noqa: E731
+    def l2n(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), EPS)
+
     fs = np.hstack([alpha * l2n(sd_src), (1 - alpha) * l2n(dino_src)])[rows]
     ft = np.hstack([alpha * l2n(sd_trg), (1 - alpha) * l2n(dino_trg)])
-    return (fs @ ft.T) / np.maximum(np.linalg.norm(fs, axis=1), EPS)[:, None] / np.maximum(np.linalg.norm(ft, axis=1), EPS)
+    norm_s, norm_t = (np.maximum(np.linalg.norm(f, axis=1), EPS) for f in (fs, ft))
+    return (fs @ ft.T) / norm_s[:, None] / norm_t[None, :]
 
 
 def test_combined_similarity_follows_the_norm_floor_for_tokens_below_it():
@@ -319,15 +332,14 @@ def test_combined_similarity_follows_the_norm_floor_for_tokens_below_it():
     sd_trg = np.array([[1.0, 0.0], [1e-13, -2e-13], [-1.0, 1.0], [0.5, 0.5]])     # token 1: norm 2.2e-13
     dino_src = np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [2e-13, 0.0, 1e-13], [1.0, 0.0, 1.0]])
     dino_trg = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0], [3e-13, 3e-13, 0.0], [1.0, 2.0, 3.0]])
-    maps = lambda x: token_map(x, 2)   # noqa: E731
-    features = PairFeatures(sd_pca={(8, ("exact", 2)): (maps(sd_src), maps(sd_trg))},
-                            dino={11: (maps(dino_src), maps(dino_trg))}, grid=2)
+    features = PairFeatures(sd_pca={(8, ("exact", 2)): (token_map(sd_src, 2), token_map(sd_trg, 2))},
+                            dino={11: (token_map(dino_src, 2), token_map(dino_trg, 2))}, grid=2)
     rows = np.array([0, 2, 3, 1])
     for alpha in (0.5, 0.3):
         method = Method("Fuse", sd_layers=(8,), pca_dim=2, alpha=alpha)
         assert method.combines_dot_products
-        expected = _cosine_by_hand(*(x.astype(np.float32).astype(np.float64) for x in (sd_src, sd_trg, dino_src, dino_trg)),
-                                   alpha, rows)
+        as_stored = (x.astype(np.float32).astype(np.float64) for x in (sd_src, sd_trg, dino_src, dino_trg))
+        expected = _cosine_by_hand(*as_stored, alpha, rows)
         np.testing.assert_allclose(features.similarity(method, rows).numpy(), expected, rtol=0, atol=1e-9)
 
 
@@ -336,9 +348,8 @@ def test_similarity_rows_of_any_integer_dtype_index_tokens():
     dino_src = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, -1.0]])
     dino_trg = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 1.0], [2.0, 2.0]])
     features = PairFeatures(sd_pca={}, dino={11: (token_map(dino_src, 2), token_map(dino_trg, 2))}, grid=2)
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)   # noqa: E731
     rows = np.array([3, 0, 2], dtype=np.uint8)
-    expected = unit(dino_src)[[3, 0, 2]] @ unit(dino_trg).T
+    expected = _unit(dino_src)[[3, 0, 2]] @ _unit(dino_trg).T
     np.testing.assert_allclose(features.similarity(Method("DINO"), rows).numpy(), expected, rtol=0, atol=1e-7)
 
 
