@@ -61,7 +61,7 @@ def _pair_file(root: Path, data: dict, stem: str = "000001-src-trg:bird") -> Pat
 
 
 def test_spair_pair_fields_are_the_annotation_values(tmp_path):
-    """Each Pair field is the JSON's: sizes (W, H), kps (x, y), ids as ints, all visible, thr = target box's longer side (§7.1)."""
+    """Each Pair field is the JSON's: sizes, kps, ids as ints, all visible, thr = trg box's longer side (§7.1)."""
     root = _spair_root(tmp_path)
     _pair_file(root, _annotation())
     (pair,) = load_spair(root, pairs_per_category=0)
@@ -272,7 +272,7 @@ def _cells(**changes) -> list[str]:
 
 
 def test_pfpascal_pair_fields_are_the_csv_values(tmp_path):
-    """Columns by position; 1-based class id; (−1, −1) is absent and zeroed; thr = max(W_t, H_t) (§7.2, AMBIG-23)."""
+    """Columns by position; 1-based class id; (−1, −1) absent and zeroed; thr = max(W_t, H_t) (§7.2, AMBIG-23)."""
     root = _pf_root(tmp_path, [HEADER, ROW])
     (pair,) = load_pfpascal(root)
     assert pair.pair_id == "000001-src-trg:bird"
@@ -309,7 +309,8 @@ def test_pfpascal_quoted_cells_are_read_verbatim(tmp_path):
     assert pair.src_image == root / "JPEGImages" / "sr\rc.jpg" and pair.src_size == (30, 40)
 
 
-@pytest.mark.parametrize("text", ["", "{root}/JPEGImages/src.jpg", "PF-dataset-PASCAL/JPEGImages/../JPEGImages/src.jpg"],
+@pytest.mark.parametrize("text", ["", "{root}/JPEGImages/src.jpg",
+                                  "PF-dataset-PASCAL/JPEGImages/../JPEGImages/src.jpg"],
                          ids=["empty", "absolute inside the folder", "'..' back inside the folder"])
 def test_pfpascal_image_path_that_is_not_plainly_relative_is_refused(text, tmp_path):
     """Empty, absolute or '..' image paths are refused even where they would reach an image in the folder."""
