@@ -1,4 +1,4 @@
-"""Known answers, second set: geometry on odd inputs (a grayscale image, compact integer cells), PCK and
+"""Known answers of the table code: geometry on odd inputs (a grayscale image, compact integer cells), PCK and
 outcome tables on hand-made records whose rows are out of pair order, group order and layouts, the
 bootstrap's level and seed (PROTOCOL §1, §6, §7.1, §10).
 
