@@ -79,7 +79,7 @@ def test_split_record_size_is_width_height_only_when_both_are_recorded(tmp_path,
 def test_split_record_with_a_fractional_width_or_height_is_rejected(tmp_path, width, height):
     """A recorded width or height that is not a whole number of pixels is an error (PROTOCOL §9)."""
     mat = _write_split(tmp_path, [_split_record(width=width, height=height)])
-    with pytest.raises(DatasetError, match="record 1: needs id"):
+    with pytest.raises(DatasetError, match=rf"record 1: needs id.*width {width}, height {height}"):
         read_split(mat, (1,))
 
 
@@ -176,7 +176,6 @@ def test_crop_is_edge_padded_and_resized_with_lanczos():
     got = np.asarray(crop, dtype=float)
     assert got.shape == (20, 20, 3)
     assert np.abs(got - expected[None]).max() <= 1                # Pillow's fixed-point rounding
-    assert got[0, 7, 0] < 40 - 10 and got[0, 10, 0] > 210 + 15    # Lanczos-3 rings deeper at the step than bicubic
 
 
 def test_crop_of_a_grayscale_image_is_rgb():

@@ -15,7 +15,7 @@ from PIL import Image
 
 from sdfuse.data.datasets import checks
 from sdfuse.data.datasets.pfpascal import load_pfpascal
-from sdfuse.data.datasets.spair import MAX_SIDE, load_spair, read_pair, sample_indices
+from sdfuse.data.datasets.spair import load_spair, read_pair, sample_indices
 from sdfuse.errors import DatasetError
 
 SRC_SIZE, TRG_SIZE = (30, 40), (50, 20)                            # (W, H): portrait source, landscape target
@@ -100,9 +100,8 @@ def test_spair_imsize_without_the_channel_count_is_accepted(tmp_path):
 
 
 def test_spair_image_sides_of_max_side_pixels_are_accepted(tmp_path):
-    """A 65536-px side (MAX_SIDE, JPEG's limit) is plausible, in width and in height."""
+    """A 2¹⁶ = 65536-px side (one more than JPEG allows) is plausible, in width and in height."""
     root = _spair_root(tmp_path)
-    assert MAX_SIDE == 65536
     _image(root / "JPEGImages" / CATEGORY / "wide.png", (65536, 2))
     _image(root / "JPEGImages" / CATEGORY / "tall.png", (2, 65536))
     data = _annotation(src_imname="wide.png", trg_imname="tall.png", src_imsize=[65536, 2, 3],
@@ -237,7 +236,7 @@ def test_sample_indices_defaults_to_seed_42_and_draws_even_a_single_pair():
     """sample_indices(n, k) is RandomState(42).choice(n, k) also for k = 1; only k = 0 keeps all (§7.1)."""
     assert sample_indices(10, 5) == np.random.RandomState(42).choice(10, 5).tolist()
     assert sample_indices(5, 1) == np.random.RandomState(42).choice(5, 1).tolist()
-    assert len(sample_indices(5, 1)) == 1
+    assert sample_indices(5, 0) == [0, 1, 2, 3, 4]
 
 
 # --- PF-Pascal -----------------------------------------------------------------------------------------------

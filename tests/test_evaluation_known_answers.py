@@ -39,12 +39,12 @@ class _Maps:
         return {key: value.clone() for key, value in self.maps[str(path)].items()}
 
 
-def _pair(pair_id, category, grid, src_kps, trg_kps, visible=None, kp_ids=(), src="src", trg="trg", threshold=20.0):
+def _pair(pair_id, category, grid, src_kps, trg_kps, visible=None, kp_ids=(), src="src", trg="trg"):
     frame = 14 * grid                      # images of the DINO frame's size: keypoints are not rescaled
     src_kps, trg_kps = np.asarray(src_kps, float), np.asarray(trg_kps, float)
     visible = np.ones(len(src_kps), bool) if visible is None else np.asarray(visible)
     return Pair(pair_id, category, Path(src), Path(trg), (frame, frame), (frame, frame), src_kps, trg_kps,
-                visible, threshold, tuple(kp_ids))
+                visible, 20.0, tuple(kp_ids))
 
 
 # --- a 2×2 grid (28 px frame) whose nearest neighbours are known -------------------------------------------
@@ -86,7 +86,7 @@ def test_keypoint_records_carry_ids_predictions_and_ground_truth_by_hand():
     assert records["threshold"].tolist() == [20.0, 20.0]
 
 
-def test_keypoint_records_without_kp_ids_number_the_visible_keypoints():
+def test_keypoint_records_without_kp_ids_take_the_index_among_all_keypoints():
     """Without SPair ids a keypoint's id is its index among all the pair's keypoints (visible or not)."""
     sd, dino = _two_by_two()
     pair = _pair("q", "dog", 2, [[3, 5], [25, 25], [17, 4]], [[10, 25], [1, 1], [22, 3]],
@@ -156,7 +156,9 @@ def _nearest(src_map, trg_map, rows):
 
 
 def test_lowrank_streams_are_seeded_once_per_run_and_carried_across_pairs():
-    """AMBIG-17: pair 2 of a run gets the draws after pair 1's, not a fresh seed's first draws."""
+    """AMBIG-17: pair 2 of a run gets the draws after pair 1's, not a fresh seed's first draws. The expected
+    draws come from a LowrankStream stepped by hand (its values are pinned independently in
+    test_co_pca_lowrank.py and test_fusion_known_answers.py): this pins which stream evaluate uses, when."""
     maps = _lowrank_maps()
     cells = np.arange(LOWRANK_GRID ** 2)
     kps = np.stack([14 * (cells % LOWRANK_GRID) + 3, 14 * (cells // LOWRANK_GRID) + 3], axis=1)
@@ -173,7 +175,8 @@ def test_lowrank_streams_are_seeded_once_per_run_and_carried_across_pairs():
 
 
 def test_pair_features_without_streams_draw_a_fresh_run_of_the_methods_size_and_seed():
-    """Called alone, pair_features is the first pair of a run: the seed's first draws, to d = pca_dim."""
+    """Called alone, pair_features is the first pair of a run: the seed's first draws, to d = pca_dim (the
+    stream's own values are pinned independently in test_co_pca_lowrank.py and test_fusion_known_answers.py)."""
     maps = _lowrank_maps()
     pair = _pair("p0", "cat", LOWRANK_GRID, [[3, 3]], [[3, 3]], src="a", trg="b")
     src, trg = pair_features(pair, {"lr": LOWRANK}, LOWRANK_GRID, _Maps(maps), None).descriptors(LOWRANK)
@@ -191,7 +194,7 @@ def test_lowrank_streams_draw_on_the_cpu_by_default_and_on_the_device_asked_for(
     if torch.cuda.is_available():
         assert lowrank_streams([LOWRANK], "cuda")[("lowrank", 2, 5)].generator.device.type == "cuda"
     else:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match="CUDA"):
             lowrank_streams([LOWRANK], "cuda")
 
 
@@ -219,6 +222,7 @@ def test_projection_method_matches_on_the_projected_heads():
 
 
 def test_projection_method_without_the_heads_is_a_config_error():
+    """A projection method with no projection extractor is refused, naming the projection."""
     pair = _pair("p", "cat", 2, [[3, 5]], [[3, 5]])
     with pytest.raises(ConfigError, match="projection"):
         pair_features(pair, {"proj": PROJECTION}, 2, None, None)
@@ -357,14 +361,11 @@ def test_similarity_rows_of_any_integer_dtype_index_tokens():
 
 
 @pytest.mark.parametrize("progress", [None, False])
-def test_evaluate_draws_a_bar_by_default_and_not_when_asked(progress):
+def test_evaluate_draws_a_bar_by_default_and_not_when_asked(progress, monkeypatch):
     """tqdm draws on a terminal unless ``progress=False``."""
     sd, dino = _two_by_two()
     args = ([_pair("p", "a", 2, [[3, 5]], [[3, 5]])], {"dino": Method("DINO")}, 2, sd, dino)
-    stderr, sys.stderr = sys.stderr, Terminal()
-    try:
-        stream = sys.stderr
-        evaluate(*args) if progress is None else evaluate(*args, progress=progress)
-    finally:
-        sys.stderr = stderr
+    stream = Terminal()
+    monkeypatch.setattr(sys, "stderr", stream)
+    evaluate(*args) if progress is None else evaluate(*args, progress=progress)
     assert ("1/1" in stream.getvalue()) == (progress is None)

@@ -18,7 +18,7 @@ import sdfuse.features.dino as dino_module
 import sdfuse.features.sd as sd_module
 from sdfuse.features.cache import CachedExtractor, setting_digest
 from sdfuse.features.captioner import ImplicitCaptioner
-from sdfuse.features.dino import IMAGENET_MEAN, IMAGENET_STD, DinoConfig, DinoFeatureExtractor, hub_position_embedding
+from sdfuse.features.dino import DinoConfig, DinoFeatureExtractor, hub_position_embedding
 from sdfuse.features.projection import BottleneckProjection, ProjectedSDExtractor, ProjectionConfig, projection_descriptor
 from sdfuse.features.sd import SDConfig, SDFeatureExtractor, SDModels
 from tests.feature_stubs import ColourKeyedExtractor, solid_png
@@ -218,7 +218,7 @@ def test_dino_extract_edge_pads_then_normalises(tmp_path):
     config = DinoConfig(model=str(tmp_path / "absent"), grid=2, blocks=(0,), edge_pad=True)
     got = DinoFeatureExtractor(config, model=_PatchCornerViT()).extract(Image.fromarray(content))
     corners = framed[::14, ::14].astype(np.float64) / 255                 # (2, 2, 3): rows 0 and 14 of the frame
-    want = (corners - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    want = (corners - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])      # ImageNet's
     assert got[0].dtype == torch.float32
     assert torch.allclose(got[0], torch.from_numpy(want.transpose(2, 0, 1)).float(), rtol=0, atol=1e-6)
 
@@ -247,7 +247,7 @@ def test_projection_descriptor_upsamples_stride_32_with_half_pixel_bilinear():
     assert got.shape == (16, 2) and torch.allclose(got, want, rtol=0, atol=1e-6)
 
 
-def test_bottleneck_pads_any_odd_kernel_to_keep_the_map_size():
+def test_bottleneck_pads_a_5x5_kernel_to_keep_the_map_size():
     """A 5×5 middle convolution pads by 2 (half the kernel): the block equals nn.Conv2d + GroupNorm modules."""
     gen = torch.Generator().manual_seed(2)
     shapes = {"conv1": (32, 4, 1, 1), "conv2": (32, 32, 5, 5), "conv3": (32, 32, 1, 1), "shortcut": (32, 4, 1, 1)}

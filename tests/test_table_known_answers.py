@@ -15,7 +15,7 @@ from PIL import Image
 
 from sdfuse.protocol.geometry import patch_index, patch_to_pixel, pixel_to_patch, resize_pad
 from sdfuse.protocol.metrics import aggregates, pck_table, per_category
-from sdfuse.protocol.outcomes import OUTCOME_CLASSES, conditional_probabilities, outcome_tables, relative_distance_table
+from sdfuse.protocol.outcomes import conditional_probabilities, outcome_tables, relative_distance_table
 
 # --- geometry (PROTOCOL §1.1, §6) -------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ def test_pck_table_intervals_follow_the_level():
 
 def test_conditional_probabilities_of_scalar_counts_are_plain_floats():
     """§10.3: from scalar class counts every probability is a Python float (it serialises to JSON)."""
-    counts = dict(zip(OUTCOME_CLASSES, [1, 1, 2, 1, 1, 1, 0, 1]))     # 8 keypoints, no empty condition
+    counts = {"000": 1, "001": 1, "010": 2, "011": 1, "100": 1, "101": 1, "110": 0, "111": 1}   # 8 keypoints
     got = conditional_probabilities(counts)
     assert all(type(value) is float for value in got.values())
     assert json.loads(json.dumps(got))["P(SD ✓)"] == 37.5                # 100·(1 + 1 + 0 + 1)/8
@@ -148,8 +148,9 @@ def _outcome_records() -> pd.DataFrame:
 
 
 def test_outcome_table7_intervals_resample_pairs_within_categories_with_the_given_seed():
-    """§10: the Average row's interval of mean rel_SD_gt, re-derived by a naive loop: per category (sorted), one
-    numpy default_rng(seed) draw of n pairs with replacement per resample, the mean over the drawn pairs' keypoints."""
+    """§10: the Average row's interval of mean rel_SD_gt, re-derived by a naive loop over the documented draw
+    (sdfuse.protocol.bootstrap: per category, sorted, one numpy default_rng(seed) matrix of n pairs drawn with
+    replacement per resample), the mean over the drawn pairs' keypoints."""
     records = _outcome_records()
     seed, resamples = 7, 200
     rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ from .pairs import Pair
 
 LAYOUT = ("JPEGImages", "ImageAnnotation", "PairAnnotation")
 MAX_SIDE = 1 << 16
-"""Largest plausible image side in pixels (JPEG's limit); larger ``*_imsize`` values are rejected."""
+"""Largest plausible image side in pixels (2¹⁶, just above JPEG's 65,535); larger ``*_imsize`` values are rejected."""
 
 
 def spair_categories(root: Path) -> list[str]:
