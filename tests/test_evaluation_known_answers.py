@@ -174,6 +174,38 @@ def test_lowrank_streams_are_seeded_once_per_run_and_carried_across_pairs():
     assert got == expected
 
 
+def test_lowrank_pair_listed_twice_draws_anew_each_time():
+    """AMBIG-17: the reference draws new numbers for every pair it evaluates, so a pair sampled twice (not the
+    category's first either time) is computed twice, with the stream's next draws, not recorded twice."""
+    maps = _lowrank_maps()
+    cells = np.arange(LOWRANK_GRID ** 2)
+    kps = np.stack([14 * (cells % LOWRANK_GRID) + 3, 14 * (cells // LOWRANK_GRID) + 3], axis=1)
+    again = _pair("p1", "cat", LOWRANK_GRID, kps, kps, src="b", trg="c")
+    pairs = [_pair("p0", "cat", LOWRANK_GRID, kps, kps, src="a", trg="b"), again, again]
+    records = evaluate(pairs, {"lr": LOWRANK}, LOWRANK_GRID, _Maps(maps), None, progress=False)
+    got = [records.loc[records["pair"] == p].sort_values("kp")["pred_index"].tolist() for p in (0, 1, 2)]
+
+    stream = LowrankStream(seed=5)                       # one run, stepped by hand: a–b, b–c, b–c
+    expected = [_nearest(*stream.pair(maps[s], maps[t], 2, {8})[8], cells).tolist() for s, t in ("ab", "bc", "bc")]
+    assert expected[2] != expected[1]                    # the case tells a redrawn pair from a recorded one
+    assert got == expected
+
+
+def test_evaluate_draws_the_lowrank_streams_on_the_device_asked_for():
+    """co_pca_device reaches the streams: "cuda" draws on CUDA where there is one, and fails where there is none
+    rather than silently drawing other numbers on the CPU."""
+    maps = _lowrank_maps()
+    pair = _pair("p0", "cat", LOWRANK_GRID, [[3, 3]], [[3, 3]], src="a", trg="b")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            evaluate([pair], {"lr": LOWRANK}, LOWRANK_GRID, _Maps(maps), None, progress=False, co_pca_device="cuda")
+        return
+    records = evaluate([pair], {"lr": LOWRANK}, LOWRANK_GRID, _Maps(maps), None, progress=False,
+                       co_pca_device="cuda")
+    a, b = LowrankStream(seed=5, device="cuda").pair(maps["a"], maps["b"], 2, {8})[8]
+    assert records["pred_index"].tolist() == _nearest(a, b, [0]).tolist()
+
+
 def test_pair_features_without_streams_draw_a_fresh_run_of_the_methods_size_and_seed():
     """Called alone, pair_features is the first pair of a run: the seed's first draws, to d = pca_dim (the
     stream's own values are pinned independently in test_co_pca_lowrank.py and test_fusion_known_answers.py)."""

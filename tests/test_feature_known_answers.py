@@ -20,6 +20,7 @@ from sdfuse.features.cache import CachedExtractor, setting_digest
 from sdfuse.features.captioner import ImplicitCaptioner
 from sdfuse.features.dino import DinoConfig, DinoFeatureExtractor, hub_position_embedding
 from sdfuse.features.projection import BottleneckProjection, ProjectedSDExtractor, ProjectionConfig, projection_descriptor
+from sdfuse.errors import WeightsNotFoundError
 from sdfuse.features.sd import SDConfig, SDFeatureExtractor, SDModels
 from tests.feature_stubs import ColourKeyedExtractor, solid_png
 
@@ -273,6 +274,17 @@ def test_bottleneck_pads_a_5x5_kernel_to_keep_the_map_size():
         got = BottleneckProjection(state)(x)
     assert got.shape == (1, 32, 6, 6)
     assert torch.allclose(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 1, 3), (32, 32, 2, 2), (32, 32, 3)])
+def test_bottleneck_refuses_a_kernel_that_is_not_square_and_odd(shape):
+    """Padding k // 2 keeps the map size only for a k×k kernel with k odd (the ODISE heads' 1×1 and 3×3)."""
+    state = {f"{part}.{name}": torch.ones(32) for part in BottleneckProjection.PARTS for name in ("norm.weight",
+                                                                                               "norm.bias")}
+    state.update({f"{part}.weight": torch.ones(32, 32, 1, 1) for part in BottleneckProjection.PARTS})
+    state["conv2.weight"] = torch.ones(shape)
+    with pytest.raises(WeightsNotFoundError, match=r"conv2\.weight has shape"):
+        BottleneckProjection(state)
 
 
 # --- SD conditioning (PROTOCOL §2.3c) ------------------------------------------------------------------

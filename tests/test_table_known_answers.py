@@ -31,6 +31,14 @@ def test_resize_pad_turns_a_grayscale_image_into_a_padded_rgb_canvas():
     assert (canvas[:2] == 0).all() and (canvas[6:] == 0).all()
 
 
+def test_resize_pad_centres_a_tall_image_between_black_columns():
+    """§1.1: W×H = 2×4, T = 8: content round(8·2/4)×8 = 4×8, left = (8−4)//2 = 2, right 8 − 4 − 2 = 2."""
+    canvas = np.asarray(resize_pad(Image.new("RGB", (2, 4), color=(90, 120, 150)), 8))
+    assert canvas.shape == (8, 8, 3)
+    assert (canvas[:, 2:6] == (90, 120, 150)).all()
+    assert (canvas[:, :2] == 0).all() and (canvas[:, 6:] == 0).all()
+
+
 def test_pixel_to_patch_gives_integer_cells_that_index_a_grid():
     """§6: x_p = ⌊x/14⌋ on the 840 frame: (13.9, 20) → (0, 1), (839.5, 0.2) → (59, 0); the cells are integers."""
     cells = pixel_to_patch(np.array([[13.9, 20.0], [839.5, 0.2]]), 60, 840)

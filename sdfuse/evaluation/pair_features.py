@@ -10,6 +10,8 @@ dot products that every method of the pair shares (:meth:`PairFeatures.similarit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,6 +35,14 @@ CO_PCA = ("exact", "lowrank")
 randomised ``pca_lowrank`` with its seeding and call order (:class:`sdfuse.protocol.fusion.LowrankStream`)."""
 EPS = 1e-12
 """The norm floor of :func:`sdfuse.protocol.fusion.l2_normalize`."""
+
+
+class ImagePair(NamedTuple):
+    """The two images of a pair: all that :func:`pair_features` reads (a :class:`Pair` has them too; a TSS
+    sample, which has a flow instead of keypoints, is given as one)."""
+
+    src_image: Path
+    trg_image: Path
 
 
 @dataclass(frozen=True)
@@ -211,7 +221,7 @@ def lowrank_streams(methods, device: str = "cpu") -> dict[tuple, LowrankStream]:
             for reduction in _sd_needs(methods) if reduction[0] == "lowrank"}
 
 
-def pair_features(pair: Pair, methods: dict[object, Method], grid: int, sd: CachedExtractor | None,
+def pair_features(pair: Pair | ImagePair, methods: dict[object, Method], grid: int, sd: CachedExtractor | None,
                   dino: CachedExtractor | None, first_in_category: bool = False,
                   projection: CachedExtractor | None = None,
                   streams: dict[tuple, LowrankStream] | None = None) -> PairFeatures:

@@ -28,14 +28,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..data.datasets.derived import cached_png, derived_key
-from ..data.datasets.pairs import Pair
 from ..data.datasets.tss import TSSSample, pair_folder_counts, read_sample
 from ..errors import ConfigError
 from ..profiles.runs import Run
 from ..protocol.bootstrap import RESAMPLES, SEED, interval, stratified_sums
 from ..protocol.flow import dense_flow_to_image, flow_from_nn, tss_pck, weighted_average
 from ..protocol.matching import dense_nearest
-from .pair_features import Method, pair_features
+from .pair_features import ImagePair, Method, pair_features
 
 
 @dataclass(frozen=True)
@@ -85,10 +84,8 @@ def evaluate_tss(samples: list[TSSSample], methods: dict[str, Method], run: Run,
     for sample in tqdm(samples, desc="TSS samples", unit="sample", disable=not run.progress):  # pragma: no mutate  (progress bar)
         data = read_sample(sample)
         src_path, trg_path = _padded_paths(run, sample, data.src, data.trg)
-        pair = Pair(f"{sample.subset}/{sample.pair_dir}/{sample.direction}", sample.subset, src_path, trg_path,
-                    data.src.shape[1::-1], data.trg.shape[1::-1], np.zeros((0, 2)), np.zeros((0, 2)),
-                    np.zeros(0, bool), 1.0)
-        features = pair_features(pair, variants, run.grid, run.sd_features, run.dino_features)
+        features = pair_features(ImagePair(src_path, trg_path), variants, run.grid, run.sd_features,
+                                 run.dino_features)
         nearest: dict = {}
         for name in methods:
             for form in forms:

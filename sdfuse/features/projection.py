@@ -40,7 +40,7 @@ class BottleneckProjection(nn.Module):
     def __init__(self, state: dict[str, torch.Tensor]):
         super().__init__()
         for part in self.PARTS:
-            self.register_buffer(f"{part}_weight", state[f"{part}.weight"].float())
+            self.register_buffer(f"{part}_weight", _square_kernel(state[f"{part}.weight"], part).float())
             self.register_buffer(f"{part}_gamma", state[f"{part}.norm.weight"].float())
             self.register_buffer(f"{part}_beta", state[f"{part}.norm.bias"].float())
 
@@ -54,6 +54,14 @@ class BottleneckProjection(nn.Module):
         out = F.relu(self._conv_norm(out, "conv2"))
         out = self._conv_norm(out, "conv3")
         return F.relu(out + self._conv_norm(x, "shortcut"))
+
+
+def _square_kernel(weight: torch.Tensor, part: str) -> torch.Tensor:  # pragma: no mutate block  (input check)
+    """``weight`` when it is a (out, in, k, k) convolution with k odd: the padding k // 2 keeps the map size."""
+    if weight.ndim != 4 or weight.shape[-1] != weight.shape[-2] or weight.shape[-1] % 2 == 0:
+        raise WeightsNotFoundError(f"projection {part}.weight has shape {tuple(weight.shape)}; "
+                                   "expected (out, in, k, k) with an odd k, as the ODISE heads have")
+    return weight
 
 
 def load_projections(checkpoint: str) -> dict[int, BottleneckProjection]:
