@@ -34,6 +34,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _from_a_terminal(command: list[str]) -> list[str]:
+    """``command`` with SIGINT at its default disposition, as a terminal's foreground job has it. An ignored
+    signal is inherited across exec, and a test run launched in the background (``make test &``, nohup, some CI
+    runners) ignores SIGINT: the command would then rightly ignore Ctrl-C too, as POSIX asks of a background job."""
+    restore = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", restore, *command]
+
+
 def _wait_for(condition, proc, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -69,9 +77,9 @@ def test_reproduce_stops_quietly_on_ctrl_c_and_sigterm(how, code, smoke_root, tm
     earlier.to_csv(results / "table1.csv", index=False)
     before = (results / "table1.csv").read_bytes()
 
-    proc = subprocess.Popen([SDFUSE, "reproduce", "--only", "table1", "--root", str(root),
-                             "-p", f"cache_dir={tmp_path / 'empty-cache'}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(_from_a_terminal([SDFUSE, "reproduce", "--only", "table1", "--root", str(root),
+                                              "-p", f"cache_dir={tmp_path / 'empty-cache'}"]),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     tables = root / "book" / "tables"
     _wait_for(lambda: _table1_being_computed(tables), proc)
     kernels = _children(proc.pid)
