@@ -192,3 +192,72 @@ def test_cli_names_a_failed_notebook_and_its_error_cell(monkeypatch, tmp_path, c
     assert "DatasetError: SPair-71k not found at /x (in cell [4] of" in line and "01_unet_layers.ipynb)" in line
     assert "failed: 01_unet_layers" in captured.err
     assert "ok      00_status" in captured.out and "ok      99_run" in captured.out
+
+
+KERNEL_PROBE = r'''
+import json, os, sys
+mine = set()
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        mine.add(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:                                    # the descriptor listdir itself had open
+        pass
+def listening(table, inode_col, state_col, state, path_col=None):
+    rows = [line.split() for line in open(table).read().splitlines()[1:]]
+    return [(row[path_col] if path_col is not None and len(row) > path_col else row[1])
+            for row in rows if row[state_col] == state and f"socket:[{row[inode_col]}]" in mine]
+tcp = [int(address.split(":")[1], 16)
+       for address in listening("/proc/net/tcp", 9, 3, "0A") + listening("/proc/net/tcp6", 9, 3, "0A")]
+unix = listening("/proc/net/unix", 6, 5, "01", path_col=7)
+folders = {os.path.dirname(path) for path in unix}
+json.dump({"tcp": tcp, "unix": sorted(unix), "output_pipe": sys.stdout.pub_thread._pipe_port,
+           "modes": {f: os.stat(f).st_mode & 0o777 for f in folders}}, open("sockets.json", "w"))
+'''
+"""A cell that writes the sockets its own kernel listens on, read from Linux's socket tables
+(``/proc/net/tcp``: state 0A is LISTEN, the inode is column 9; ``/proc/net/unix``: state 01 is
+unconnected, as a listening socket is, the path is column 7) and kept to the kernel's own descriptors;
+and the port of ipykernel's pipe for subprocess output, which the kernel binds itself (no race: it
+retries another port when one is taken) and which no client connects to."""
+
+
+def _probe_kernel_sockets(tmp_path: Path, monkeypatch) -> dict:
+    from sdfuse.book import runner
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(KERNEL_PROBE)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(notebook, notebooks / "probe.ipynb")
+    monkeypatch.setattr(runner, "NOTEBOOK_DIR", notebooks)
+    page = tmp_path / "book" / "tables" / "probe.ipynb"
+    page.parent.mkdir(parents=True)
+    assert runner._run_papermill("probe", {}, page, "python3", set()) is None
+    return json.loads((page.parent / "sockets.json").read_text())
+
+
+@pytest.mark.skipif(not Path("/proc/net/unix").exists(), reason="LINUX-ONLY TEST NOT RUN: it reads /proc/net")
+def test_notebook_kernels_listen_on_unix_sockets_in_a_private_folder_not_on_tcp_ports(tmp_path, monkeypatch):
+    """Two runs (a parallel test, a second reproduce) cannot take each other's kernel ports: over TCP,
+    jupyter_client releases the free ports it found before the kernel binds them."""
+    import tempfile
+
+    sockets = _probe_kernel_sockets(tmp_path, monkeypatch)
+    assert sockets["tcp"] == [sockets["output_pipe"]]
+    folder = os.path.dirname(sockets["unix"][0])
+    assert sockets["unix"] == [os.path.join(folder, f"kernel-{n}") for n in range(1, 6)]
+    assert Path(folder).parent == Path(tempfile.gettempdir())
+    assert Path(folder).name.startswith("sdfuse-kernel-")
+    assert sockets["modes"] == {folder: 0o700}                    # no other user can reach the kernel
+    assert not Path(folder).exists()                               # removed with the kernel
+
+
+@pytest.mark.skipif(not Path("/proc/net/unix").exists(), reason="LINUX-ONLY TEST NOT RUN: it reads /proc/net")
+def test_a_temporary_folder_too_long_for_unix_sockets_gives_the_kernel_tcp_ports(tmp_path, monkeypatch):
+    import tempfile
+
+    deep = tmp_path / ("d" * (107 - len(str(tmp_path)) - len("/sdfuse-kernel-12345678/kernel-5") + 1))
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    sockets = _probe_kernel_sockets(tmp_path, monkeypatch)
+    assert len(set(sockets["tcp"]) - {sockets["output_pipe"]}) == 5 and sockets["unix"] == []
+    assert not [p for p in deep.iterdir()]

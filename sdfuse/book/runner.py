@@ -13,13 +13,16 @@ nor any error or stream output shows a machine's absolute path (:mod:`sdfuse.dat
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..data.paths import display_path, display_text, display_values
 from ..data.storage import atomic_write, remove_stray_tmp, storage_error
@@ -37,6 +40,8 @@ SUMMARY_NOTEBOOKS = {"status": "00_status", "run": "99_run"}
 OUTPUT_SUBDIR = Path("book") / "tables"
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 """The kernel's own log (its start-up advisories) kept to errors; a failing cell is reported by papermill."""
+KERNEL_SOCKET_NAME = "kernel"
+"""The Unix sockets of a POSIX kernel: ``kernel-1`` … ``-5`` in a private folder (:func:`kernel_connection`)."""
 GLUE_REFERENCE = re.compile(r"tables/(\w+)\.ipynb::(\w+)")
 """A glued value of an executed notebook named in a page of the book (``{glue:text}`tables/STEM.ipynb::KEY```)."""
 COMPUTED = "How this page was computed"
@@ -209,11 +214,12 @@ def _run_papermill(stem: str, params: dict, page: Path, kernel: str, glued: set[
 
     def execute(tmp: str) -> None:
         try:
-            with warnings.catch_warnings():                        # the temporary name does not end in .ipynb
+            with warnings.catch_warnings(), kernel_connection() as config:  # the temporary name has no .ipynb:
                 warnings.filterwarnings("ignore", message="The specified file .* does not end in one of")
                 papermill.execute_notebook(str(NOTEBOOK_DIR / f"{stem}.ipynb"), tmp, parameters=params,
                                            kernel_name=kernel, cwd=str(page.parent), progress_bar=False,
-                                           extra_arguments=KERNEL_ARGUMENTS, shutdown_kernel="immediate")
+                                           extra_arguments=KERNEL_ARGUMENTS, shutdown_kernel="immediate",
+                                           config=config)
         except papermill.PapermillExecutionError as error:
             failure.append(display_text(f"{error.ename}: {error.evalue} (in cell [{error.exec_count}] of {page})",
                                         _book_of(page)))
@@ -222,6 +228,31 @@ def _run_papermill(stem: str, params: dict, page: Path, kernel: str, glued: set[
 
     atomic_write(page, execute, what="the executed notebook", fix="run with --root on a writable disk with space")
     return failure[0] if failure else None
+
+
+SOCKET_PATH_LIMIT = 107
+"""The longest path of a Unix socket, in bytes (``sun_path`` holds 108 with the terminating NUL)."""
+
+
+@contextlib.contextmanager
+def kernel_connection() -> Iterator:
+    """The kernel manager's configuration, for the length of one notebook's run: on POSIX, the kernel's
+    five channels are Unix sockets ``kernel-1`` … ``-5`` in a folder of the system's temporary folder,
+    private to this run (mode 0700) and removed afterwards.
+
+    Over TCP, jupyter_client picks free ports by binding and releasing them before the kernel binds them
+    again, so another process (a second ``sdfuse reproduce``, a parallel test) can take one in between:
+    the kernel then prints a ZMQ "Address already in use" traceback, or dies. A private folder cannot
+    collide. Windows has no Unix sockets, and a temporary folder whose path leaves no room for a socket's
+    name cannot hold them: both use TCP."""
+    from traitlets.config import Config
+
+    longest = os.path.join(tempfile.gettempdir(), "sdfuse-kernel-" + "x" * 8, f"{KERNEL_SOCKET_NAME}-99")
+    if os.name != "posix" or len(os.fsencode(longest)) > SOCKET_PATH_LIMIT:
+        yield Config()
+        return
+    with tempfile.TemporaryDirectory(prefix="sdfuse-kernel-") as folder:
+        yield Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, KERNEL_SOCKET_NAME)}})
 
 
 def _for_readers(path: str | Path, page: Path, params: dict) -> None:
