@@ -35,6 +35,7 @@ GUARANTEES: tuple[Guarantee, ...] = (
     Guarantee("safe_weights", "Weights are never unpickled; offline runs fail at once",
               ("test_reliability_weights.py",)),
     Guarantee("signals", "Ctrl-C, SIGTERM and file permissions", ("test_reliability_signals.py",)),
+    Guarantee("side_by_side", "Notebook kernels of runs side by side cannot collide", ("test_reliability_kernels.py",)),
 )
 
 
