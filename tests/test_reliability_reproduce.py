@@ -192,4 +192,3 @@ def test_cli_names_a_failed_notebook_and_its_error_cell(monkeypatch, tmp_path, c
     assert "DatasetError: SPair-71k not found at /x (in cell [4] of" in line and "01_unet_layers.ipynb)" in line
     assert "failed: 01_unet_layers" in captured.err
     assert "ok      00_status" in captured.out and "ok      99_run" in captured.out
-

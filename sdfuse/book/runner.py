@@ -214,7 +214,8 @@ def _run_papermill(stem: str, params: dict, page: Path, kernel: str, glued: set[
 
     def execute(tmp: str) -> None:
         try:
-            with warnings.catch_warnings(), kernel_connection() as config:  # the temporary name has no .ipynb:
+            with warnings.catch_warnings(), kernel_connection() as config:
+                # papermill warns that the temporary name does not end in .ipynb
                 warnings.filterwarnings("ignore", message="The specified file .* does not end in one of")
                 papermill.execute_notebook(str(NOTEBOOK_DIR / f"{stem}.ipynb"), tmp, parameters=params,
                                            kernel_name=kernel, cwd=str(page.parent), progress_bar=False,
@@ -247,7 +248,8 @@ def kernel_connection() -> Iterator:
     name cannot hold them: both use TCP."""
     from traitlets.config import Config
 
-    longest = os.path.join(tempfile.gettempdir(), "sdfuse-kernel-" + "x" * 8, f"{KERNEL_SOCKET_NAME}-99")
+    longest = os.path.join(tempfile.gettempdir(), "sdfuse-kernel-" + "x" * 8,  # mkdtemp adds 8 random characters
+                           f"{KERNEL_SOCKET_NAME}-5")                      # the fifth socket of a fresh folder
     if os.name != "posix" or len(os.fsencode(longest)) > SOCKET_PATH_LIMIT:
         yield Config()
         return
